@@ -1,0 +1,223 @@
+"""Configuration: the only reader of the TOML file and of ``GATEWAY_*`` environment variables.
+
+Precedence, lowest first: defaults, the TOML file (``--config`` or ``GATEWAY_CONFIG``), the
+environment (``GATEWAY_<SECTION>_<KEY>``, e.g. ``GATEWAY_UPSTREAM_BASE_URL``), command-line flags.
+Every value is type-checked at start-up and an error names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "GATEWAY_"
+
+#: Headers a consumer may never set on the upstream request, whatever the configuration says.
+FORBIDDEN_EXTRA_HEADERS = frozenset(
+    {"authorization", "openai-organization", "openai-project", "host", "openai-beta",
+     "content-length", "content-type", "transfer-encoding", "connection", "cookie"}
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    grpc_listen: str = "127.0.0.1:50051"
+    #: Empty disables the HTTP/JSON face.
+    http_listen: str = ""
+    #: Seconds in-flight calls get to finish after SIGTERM.
+    grace_seconds: float = 10.0
+    #: Seconds health reports NOT_SERVING before the listener closes (lets balancers notice).
+    drain_delay_seconds: float = 0.0
+    max_concurrent_rpcs: int = 1000
+    #: Deadline applied to calls that carry none.
+    default_timeout_seconds: float = 60.0
+    reflection: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    base_url: str = "http://127.0.0.1:8099/v1"
+    #: The key itself (prefer api_key_env or api_key_file: this one ends up in the file).
+    api_key: str = ""
+    #: Environment variable holding the key.
+    api_key_env: str = "OPENAI_API_KEY"
+    #: File holding the key (a mounted Kubernetes Secret); wins over the others when set.
+    api_key_file: str = ""
+    beta: str = "assistants=v1"
+    organization: str = ""
+    project: str = ""
+    connect_timeout_seconds: float = 5.0
+    max_connections: int = 100
+    max_keepalive_connections: int = 20
+    keepalive_expiry_seconds: float = 30.0
+    #: Upstream bodies larger than this are refused (RESOURCE_EXHAUSTED).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Extra request headers consumers may pass through (lower-case names).
+    allowed_extra_headers: tuple[str, ...] = ()
+    #: "aiohttp" (measured fastest, see README) or "httpx" (httpcore's default transport).
+    transport: str = "aiohttp"
+
+    def resolve_api_key(self) -> str:
+        """The upstream key, read now: a rotated key file is picked up by the next call."""
+        if self.api_key_file:
+            return Path(self.api_key_file).read_text(encoding="utf-8").strip()
+        if self.api_key:
+            return self.api_key
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "info"
+    #: "json" (one JSON object per line) or "console".
+    format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def replace(self, section: str, **changes: Any) -> Settings:
+        """A copy with some keys of one section changed (validated like the file)."""
+        current = getattr(self, section)
+        merged = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+        merged.update(changes)
+        return dataclasses.replace(self, **{section: _build(type(current), merged, section)})
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults ← TOML file ← environment, validated."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("GATEWAY_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    sections = {f.name: f.type for f in dataclasses.fields(Settings)}
+    for name in raw:
+        if name not in sections:
+            raise ConfigError(f"unknown config section [{name}]")
+    built: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        cls = typing.get_type_hints(Settings)[f.name]
+        values = dict(raw.get(f.name, {}))
+        if not isinstance(raw.get(f.name, {}), dict):
+            raise ConfigError(f"[{f.name}] must be a table")
+        for key in (x.name for x in dataclasses.fields(cls)):
+            env_name = f"{ENV_PREFIX}{f.name}_{key}".upper()
+            if env_name in environ:
+                values[key] = _from_env(environ[env_name], typing.get_type_hints(cls)[key])
+        built[f.name] = _build(cls, values, f.name)
+    settings = Settings(**built)
+    check_settings(settings)
+    return settings
+
+
+def _from_env(text: str, hint: Any) -> Any:
+    if hint is bool:
+        return text.strip().lower() in {"1", "true", "yes", "on"}
+    if typing.get_origin(hint) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
+def _build(cls: type[Any], values: dict[str, Any], section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown config key {section}.{key}")
+    coerced: dict[str, Any] = {}
+    for key, value in values.items():
+        coerced[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**coerced)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be an integer") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string")
+        return value
+    if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings")
+        return tuple(value)
+    raise ConfigError(f"{key} has an unsupported type")  # pragma: no cover - programming error
+
+
+def parse_listen(value: str, key: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6); the error names the key."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_settings(settings: Settings) -> None:
+    parse_listen(settings.server.grpc_listen, "server.grpc_listen")
+    if settings.server.http_listen:
+        parse_listen(settings.server.http_listen, "server.http_listen")
+    url = urlsplit(settings.upstream.base_url)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise ConfigError("upstream.base_url must be an http(s) URL with a host")
+    if url.query or url.fragment:
+        raise ConfigError("upstream.base_url must not have a query or fragment")
+    if settings.upstream.transport not in {"aiohttp", "httpx"}:
+        raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
+    for name in settings.upstream.allowed_extra_headers:
+        if name.lower() in FORBIDDEN_EXTRA_HEADERS:
+            raise ConfigError(f"upstream.allowed_extra_headers may not include {name!r}")
+    positive = {
+        "server.grace_seconds": settings.server.grace_seconds,
+        "server.default_timeout_seconds": settings.server.default_timeout_seconds,
+        "server.max_concurrent_rpcs": settings.server.max_concurrent_rpcs,
+        "upstream.connect_timeout_seconds": settings.upstream.connect_timeout_seconds,
+        "upstream.max_connections": settings.upstream.max_connections,
+        "upstream.max_body_bytes": settings.upstream.max_body_bytes,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"{key} must be greater than 0")
+    if settings.logging.format not in {"json", "console"}:
+        raise ConfigError("logging.format must be 'json' or 'console'")
+    if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("logging.level must be debug, info, warning or error")

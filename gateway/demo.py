@@ -1,0 +1,156 @@
+"""``make demo``: emulator + gateway as real processes, and a small consumer talking gRPC to them.
+
+Everything runs on loopback ports chosen at random; both processes are stopped with SIGTERM at the
+end (the gateway drains gracefully) whatever happens in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+
+DEMO_UPSTREAM_KEY = "sk-demo-upstream-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], stack: ExitStack) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    stack.callback(stop)
+    return proc
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"emulator exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("emulator did not start")
+
+
+async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise SystemExit(
+                    f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("gateway did not become SERVING")
+
+
+async def consumer(target: str, thread_id: str) -> None:
+    """What an internal service does: write, page, stream, read — all over gRPC."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.MessagesServiceStub(channel)
+        for i in range(25):
+            await stub.CreateMessage(pb.CreateMessageRequest(
+                thread_id=thread_id, role=pb.ROLE_USER, content=f"message number {i}",
+                metadata=pb.Metadata(entries={"n": str(i)})), timeout=5)
+        print(f"created 25 messages in {thread_id} through the gateway")
+
+        page = await stub.ListMessages(
+            pb.ListMessagesRequest(thread_id=thread_id, limit=5, order=pb.ORDER_ASC), timeout=5)
+        print(f"ListMessages(limit=5, asc): {[m.content[0].text.value for m in page.data]}"
+              f" has_more={page.has_more}")
+
+        pages = items = 0
+        async for streamed in stub.StreamMessages(
+            pb.StreamMessagesRequest(thread_id=thread_id, limit=10, order=pb.ORDER_ASC),
+            timeout=10,
+        ):
+            pages += 1
+            items += len(streamed.data)
+            print(f"  stream page {streamed.page_index}: {len(streamed.data)} messages,"
+                  f" resume_after={streamed.resume_after}")
+        print(f"StreamMessages: {items} messages in {pages} pages")
+
+        first = page.data[0]
+        fetched = stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id, message_id=first.id),
+                                  timeout=5)
+        message = await fetched
+        metadata = dict(await fetched.initial_metadata())
+        print(f"GetMessage({first.id}): role={pb.Role.Name(message.role)}"
+              f" content={message.content[0].text.value!r}"
+              f" upstream x-request-id={metadata.get('x-request-id')}")
+
+        updated = await stub.UpdateMessage(pb.UpdateMessageRequest(
+            thread_id=thread_id, message_id=first.id,
+            metadata=pb.Metadata(entries={"reviewed": "yes"})), timeout=5)
+        print(f"UpdateMessage: metadata={dict(updated.metadata.entries)}")
+
+        try:
+            await stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id, message_id="msg_nope"),
+                                  timeout=5)
+        except grpc.aio.AioRpcError as err:
+            print(f"GetMessage(msg_nope): {err.code().name}: {err.details()}")
+        try:
+            await stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id, limit=500),
+                                    timeout=5)
+        except grpc.aio.AioRpcError as err:
+            print(f"ListMessages(limit=500): {err.code().name}: {err.details()}")
+
+
+def main() -> int:
+    emulator_port, grpc_port = free_port(), free_port()
+    env = dict(os.environ, EMULATOR_API_KEYS=DEMO_UPSTREAM_KEY, OPENAI_API_KEY=DEMO_UPSTREAM_KEY,
+               GATEWAY_LOGGING_FORMAT="console", GATEWAY_LOGGING_LEVEL="warning")
+    base_url = f"http://127.0.0.1:{emulator_port}/v1"
+    target = f"127.0.0.1:{grpc_port}"
+    with ExitStack() as stack:
+        emulator = start(["emulator", "--listen", f"127.0.0.1:{emulator_port}"], env, stack)
+        wait_http(base_url.removesuffix("/v1") + "/_emulator/log", emulator)
+        print(f"emulator listening on {base_url}")
+        gateway = start(["serve", "--grpc-listen", target, "--upstream-url", base_url], env, stack)
+        asyncio.run(wait_serving(target, gateway))
+        print(f"gateway serving gRPC on {target}")
+        thread = httpx.post(f"{base_url}/threads", json={},
+                            headers={"authorization": f"Bearer {DEMO_UPSTREAM_KEY}",
+                                     "openai-beta": "assistants=v1"}).json()
+        asyncio.run(consumer(target, thread["id"]))
+        requests = httpx.get(base_url.removesuffix("/v1") + "/_emulator/log").json()
+        print(f"the emulator saw {len(requests.get('entries', requests))} upstream requests")
+    print("gateway and emulator stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The operations both faces call: validate, call the upstream, convert.
+
+The gRPC servicer and the REST routes are thin translations onto these methods, so validation,
+caching, credentials and the upstream exchange exist once. Requests arrive as the contract's
+protobuf messages; results leave as protobuf messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.errors import Internal
+from gateway.operations import validation as check
+from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES, extra_body
+from gateway.upstream import wire
+from gateway.upstream.client import UpstreamClient
+from gateway.upstream.pagination import walk_pages
+
+T = TypeVar("T")
+
+#: Page size of a stream when the consumer leaves ``limit`` at 0.
+STREAM_DEFAULT_LIMIT = 100
+
+
+def convert(parse: Callable[[Any], T], body: Any) -> T:
+    """Upstream JSON → proto; a body that breaks the schema is the upstream's fault."""
+    try:
+        return parse(body)
+    except wire.WireFormatError as exc:
+        raise Internal(
+            "the upstream returned a response the gateway could not understand",
+            reason="UPSTREAM_INVALID_RESPONSE",
+        ) from exc
+
+
+def page_query(
+    *, limit: int, order: int, after: str, before: str, run_id: str = ""
+) -> dict[str, str]:
+    query: dict[str, str] = {}
+    if limit:
+        query["limit"] = str(limit)
+    if ORDER_NAMES[order]:
+        query["order"] = ORDER_NAMES[order]  # type: ignore[assignment]
+    if after:
+        query["after"] = after
+    if before:
+        query["before"] = before
+    if run_id:
+        query["run_id"] = run_id
+    return query
+
+
+class MessageOperations:
+    """Every upstream operation, as the faces see it."""
+
+    def __init__(self, upstream: UpstreamClient) -> None:
+        self._upstream = upstream
+        self._allowed_headers = upstream.settings.allowed_extra_headers
+
+    async def _call(
+        self,
+        method: str,
+        segments: list[str],
+        options: pb.RequestOptions,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        merged_query = dict(query or {})
+        merged_query.update(options.extra_query)
+        if body is not None:
+            body.update(extra_body(options))
+        response = await self._upstream.request(
+            method,
+            segments,
+            query=merged_query or None,
+            json_body=body,
+            extra_headers=dict(options.extra_headers) or None,
+        )
+        return response.body
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def create_message(self, req: pb.CreateMessageRequest) -> pb.Message:
+        check.check_create(req, self._allowed_headers)
+        body: dict[str, Any] = {"role": ROLE_NAMES[req.role], "content": req.content}
+        if req.file_ids:
+            body["file_ids"] = list(req.file_ids)
+        if req.HasField("metadata"):
+            body["metadata"] = dict(req.metadata.entries)
+        raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
+                               body=body)
+        return convert(wire.message_from_json, raw)
+
+    async def get_message(self, req: pb.GetMessageRequest) -> pb.Message:
+        check.check_get(req, self._allowed_headers)
+        raw = await self._call(
+            "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
+        )
+        return convert(wire.message_from_json, raw)
+
+    async def update_message(self, req: pb.UpdateMessageRequest) -> pb.Message:
+        check.check_update(req, self._allowed_headers)
+        body: dict[str, Any] = {}
+        if req.HasField("metadata"):
+            body["metadata"] = dict(req.metadata.entries)
+        raw = await self._call(
+            "POST", ["threads", req.thread_id, "messages", req.message_id], req.options, body=body
+        )
+        return convert(wire.message_from_json, raw)
+
+    async def list_messages(self, req: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
+        check.check_list_messages(req, self._allowed_headers)
+        return await self._message_page(req, after=req.after, before=req.before, limit=req.limit)
+
+    async def _message_page(
+        self,
+        req: pb.ListMessagesRequest | pb.StreamMessagesRequest,
+        *,
+        after: str,
+        before: str,
+        limit: int,
+    ) -> pb.ListMessagesResponse:
+        query = page_query(limit=limit, order=req.order, after=after, before=before,
+                           run_id=req.run_id)
+        raw = await self._call("GET", ["threads", req.thread_id, "messages"], req.options,
+                               query=query)
+        return convert(wire.message_list_from_json, raw)
+
+    async def stream_messages(self, req: pb.StreamMessagesRequest) -> AsyncIterator[pb.MessagePage]:
+        check.check_list_messages(req, self._allowed_headers)
+        limit = req.limit or STREAM_DEFAULT_LIMIT
+        backwards = bool(req.before)
+
+        def fetch(cursor: str | None) -> Awaitable[pb.ListMessagesResponse]:
+            if backwards:
+                return self._message_page(req, after="", before=cursor or "", limit=limit)
+            return self._message_page(req, after=cursor or "", before="", limit=limit)
+
+        pages = walk_pages(fetch, start=req.before or req.after or None, backwards=backwards,
+                           max_items=req.max_items)
+        async with contextlib.aclosing(pages):
+            index = 0
+            async for page in pages:
+                yield pb.MessagePage(data=page.data, resume_after=page.data[-1].id,
+                                     page_index=index)
+                index += 1
+
+    # -- message files --------------------------------------------------------------------------
+
+    async def get_message_file(self, req: pb.GetMessageFileRequest) -> pb.MessageFile:
+        check.check_get_file(req, self._allowed_headers)
+        raw = await self._call(
+            "GET",
+            ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
+            req.options,
+        )
+        return convert(wire.message_file_from_json, raw)
+
+    async def list_message_files(
+        self, req: pb.ListMessageFilesRequest
+    ) -> pb.ListMessageFilesResponse:
+        check.check_list_files(req, self._allowed_headers)
+        return await self._file_page(req, after=req.after, before=req.before, limit=req.limit)
+
+    async def _file_page(
+        self,
+        req: pb.ListMessageFilesRequest | pb.StreamMessageFilesRequest,
+        *,
+        after: str,
+        before: str,
+        limit: int,
+    ) -> pb.ListMessageFilesResponse:
+        query = page_query(limit=limit, order=req.order, after=after, before=before)
+        raw = await self._call(
+            "GET", ["threads", req.thread_id, "messages", req.message_id, "files"], req.options,
+            query=query,
+        )
+        return convert(wire.message_file_list_from_json, raw)
+
+    async def stream_message_files(
+        self, req: pb.StreamMessageFilesRequest
+    ) -> AsyncIterator[pb.MessageFilePage]:
+        check.check_list_files(req, self._allowed_headers)
+        limit = req.limit or STREAM_DEFAULT_LIMIT
+        backwards = bool(req.before)
+
+        def fetch(cursor: str | None) -> Awaitable[pb.ListMessageFilesResponse]:
+            if backwards:
+                return self._file_page(req, after="", before=cursor or "", limit=limit)
+            return self._file_page(req, after=cursor or "", before="", limit=limit)
+
+        pages = walk_pages(fetch, start=req.before or req.after or None, backwards=backwards,
+                           max_items=req.max_items)
+        async with contextlib.aclosing(pages):
+            index = 0
+            async for page in pages:
+                yield pb.MessageFilePage(data=page.data, resume_after=page.data[-1].id,
+                                         page_index=index)
+                index += 1

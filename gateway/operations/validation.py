@@ -1,0 +1,204 @@
+"""Request validation, run before any cache or upstream work.
+
+Every rule names the request field it checks, so both faces can answer INVALID_ARGUMENT / HTTP 400
+with a ``BadRequest`` field violation. All violations of a request are collected, not just the
+first one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from google.protobuf import json_format
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.config import FORBIDDEN_EXTRA_HEADERS
+from gateway.errors import FieldViolation, InvalidArgument
+
+MAX_ID_LENGTH = 256
+MAX_LIMIT = 100
+MAX_CONTENT_CHARS = 256_000
+MAX_FILE_IDS = 10
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+
+# Upstream ids are opaque but always made of these characters (thread_…, msg_…, file-…). An
+# allow-list keeps slashes, dots-only segments, control characters, '%', '?', '#', whitespace and
+# Unicode look-alikes out of the URL path before percent-encoding even runs.
+_ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~\-]+")
+
+ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, pb.ORDER_ASC: "asc", pb.ORDER_DESC: "desc"}
+ROLE_NAMES = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
+
+
+class Violations:
+    """Collects field violations and raises them as one InvalidArgument."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument.for_fields(self.items)
+
+
+def check_id(v: Violations, field: str, value: str, *, required: bool = True) -> None:
+    if not value:
+        if required:
+            v.add(field, "is required")
+        return
+    if len(value) > MAX_ID_LENGTH:
+        v.add(field, f"must be at most {MAX_ID_LENGTH} characters")
+    elif ".." in value or not _ID_CHARS.fullmatch(value):
+        v.add(field, "must contain only letters, digits, '_', '-', '.' or ':' (and no '..')")
+
+
+def check_page(
+    v: Violations, *, limit: int, order: int, after: str, before: str, run_id: str | None = None
+) -> None:
+    if not 0 <= limit <= MAX_LIMIT:
+        v.add("limit", f"must be between 1 and {MAX_LIMIT}, or 0 for the default")
+    if order not in ORDER_NAMES:
+        v.add("order", "must be ORDER_ASC or ORDER_DESC (or unspecified for the default)")
+    check_id(v, "after", after, required=False)
+    check_id(v, "before", before, required=False)
+    if run_id is not None:
+        check_id(v, "run_id", run_id, required=False)
+
+
+def check_metadata(v: Violations, field: str, metadata: Mapping[str, str]) -> None:
+    if len(metadata) > MAX_METADATA_PAIRS:
+        v.add(field, f"may have at most {MAX_METADATA_PAIRS} pairs")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            v.add(f"{field}[{key[:MAX_METADATA_KEY_CHARS]!r}]",
+                  f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters")
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            v.add(f"{field}[{key[:MAX_METADATA_KEY_CHARS]!r}]",
+                  f"values must be at most {MAX_METADATA_VALUE_CHARS} characters")
+
+
+def check_options(
+    v: Violations,
+    options: pb.RequestOptions,
+    *,
+    allowed_headers: Iterable[str],
+    modelled_query: Iterable[str] = (),
+    modelled_body: Iterable[str] | None = None,
+) -> None:
+    """Per-call options; ``modelled_body`` None means the operation sends no body."""
+    allowed = {h.lower() for h in allowed_headers} - FORBIDDEN_EXTRA_HEADERS
+    for name in options.extra_headers:
+        field = f"options.extra_headers[{name[:64]!r}]"
+        if not _HEADER_NAME.fullmatch(name):
+            v.add(field, "is not a valid header name")
+        elif name.lower() not in allowed:
+            v.add(field, "is not a header the gateway lets consumers set")
+        elif any(c in options.extra_headers[name] for c in "\r\n\0"):
+            v.add(field, "must not contain control characters")
+    for name in options.extra_query:
+        if name in modelled_query:
+            v.add(f"options.extra_query[{name[:64]!r}]", "duplicates a request field; set that")
+        elif not name:
+            v.add("options.extra_query", "keys must not be empty")
+    if options.HasField("extra_body"):
+        if modelled_body is None:
+            v.add("options.extra_body", "this operation sends no request body")
+        else:
+            for name in options.extra_body.fields:
+                if name in modelled_body:
+                    v.add(f"options.extra_body[{name[:64]!r}]",
+                          "duplicates a request field; set that")
+
+
+def extra_body(options: pb.RequestOptions) -> dict[str, object]:
+    """The extra body fields as JSON values."""
+    if not options.HasField("extra_body"):
+        return {}
+    return json_format.MessageToDict(options.extra_body)
+
+
+def check_create(req: pb.CreateMessageRequest, allowed_headers: Iterable[str]) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    if req.role == pb.ROLE_UNSPECIFIED:
+        v.add("role", "is required: ROLE_USER or ROLE_ASSISTANT")
+    elif req.role not in ROLE_NAMES:
+        v.add("role", "must be ROLE_USER or ROLE_ASSISTANT")
+    if not req.content:
+        v.add("content", "is required and must not be empty")
+    elif len(req.content) > MAX_CONTENT_CHARS:
+        v.add("content", f"must be at most {MAX_CONTENT_CHARS} characters")
+    if len(req.file_ids) > MAX_FILE_IDS:
+        v.add("file_ids", f"may have at most {MAX_FILE_IDS} entries")
+    for i, file_id in enumerate(req.file_ids):
+        check_id(v, f"file_ids[{i}]", file_id)
+    if req.HasField("metadata"):
+        check_metadata(v, "metadata", req.metadata.entries)
+    if req.request_id and (len(req.request_id) > MAX_ID_LENGTH or not req.request_id.isprintable()):
+        v.add("request_id", f"must be printable and at most {MAX_ID_LENGTH} characters")
+    check_options(v, req.options, allowed_headers=allowed_headers,
+                  modelled_body=("role", "content", "file_ids", "metadata"))
+    v.raise_if_any()
+
+
+def check_get(req: pb.GetMessageRequest, allowed_headers: Iterable[str]) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    check_id(v, "message_id", req.message_id)
+    check_options(v, req.options, allowed_headers=allowed_headers)
+    v.raise_if_any()
+
+
+def check_update(req: pb.UpdateMessageRequest, allowed_headers: Iterable[str]) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    check_id(v, "message_id", req.message_id)
+    if req.HasField("metadata"):
+        check_metadata(v, "metadata", req.metadata.entries)
+    check_options(v, req.options, allowed_headers=allowed_headers, modelled_body=("metadata",))
+    v.raise_if_any()
+
+
+LIST_QUERY = ("limit", "order", "after", "before", "run_id")
+
+
+def check_list_messages(
+    req: pb.ListMessagesRequest | pb.StreamMessagesRequest, allowed_headers: Iterable[str]
+) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    check_page(v, limit=req.limit, order=req.order, after=req.after, before=req.before,
+               run_id=req.run_id)
+    if isinstance(req, pb.StreamMessagesRequest) and req.max_items < 0:
+        v.add("max_items", "must be 0 (no cap) or more")
+    check_options(v, req.options, allowed_headers=allowed_headers, modelled_query=LIST_QUERY)
+    v.raise_if_any()
+
+
+def check_get_file(req: pb.GetMessageFileRequest, allowed_headers: Iterable[str]) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    check_id(v, "message_id", req.message_id)
+    check_id(v, "file_id", req.file_id)
+    check_options(v, req.options, allowed_headers=allowed_headers)
+    v.raise_if_any()
+
+
+def check_list_files(
+    req: pb.ListMessageFilesRequest | pb.StreamMessageFilesRequest, allowed_headers: Iterable[str]
+) -> None:
+    v = Violations()
+    check_id(v, "thread_id", req.thread_id)
+    check_id(v, "message_id", req.message_id)
+    check_page(v, limit=req.limit, order=req.order, after=req.after, before=req.before)
+    if isinstance(req, pb.StreamMessageFilesRequest) and req.max_items < 0:
+        v.add("max_items", "must be 0 (no cap) or more")
+    check_options(v, req.options, allowed_headers=allowed_headers, modelled_query=LIST_QUERY)
+    v.raise_if_any()

@@ -1,0 +1,163 @@
+"""The call interceptor: opens the per-call record, maps every error, writes one log line.
+
+It is the only code in the gRPC face that ends a call with an error status: handlers raise
+``GatewayError`` (or anything else, which becomes a generic INTERNAL with the traceback logged and
+never sent). Cancellation is never caught: grpc.aio leaks on server-streaming handlers that
+swallow ``CancelledError`` (grpc/grpc#43360).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from gateway.call import Call, bind_call, unbind_call
+from gateway.errors import GatewayError
+from gateway.rpc.status import internal_status, to_grpc_status
+
+log = structlog.get_logger("gateway.rpc")
+
+#: Metadata key carrying the last id a failed stream delivered (resume with after=<it>).
+RESUME_AFTER_KEY = "resume-after"
+#: Response metadata key carrying the gateway's own id for the call.
+GATEWAY_REQUEST_ID_KEY = "x-gateway-request-id"
+#: Services that are not wrapped (no log line, no auth): infrastructure, not consumer calls.
+PASSTHROUGH_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and value.isprintable():
+            return value[:128]
+    return None
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, default_timeout: float) -> None:
+        self._default_timeout = default_timeout
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PASSTHROUGH_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # pragma: no cover - the contract has no client-streaming methods
+
+    def _open(self, method: str, context: grpc.aio.ServicerContext) -> Call:
+        remaining = context.time_remaining()
+        timeout = self._default_timeout if remaining is None else min(remaining, 10**7)
+        call = Call(method=method.rsplit("/", 1)[-1], deadline=time.monotonic() + timeout)
+        call.request_id = _request_id(context) or call.request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=call.request_id, method=call.method)
+        return call
+
+    @staticmethod
+    def _metadata(call: Call) -> tuple[tuple[str, str], ...]:
+        return ((GATEWAY_REQUEST_ID_KEY, call.request_id), *call.response_headers.items())
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, call: Call, exc: Exception,
+        extra: dict[str, str] | None = None,
+    ) -> grpc.StatusCode:
+        if isinstance(exc, GatewayError):
+            if extra:
+                exc.details.trailing_metadata.update(extra)
+            status = to_grpc_status(exc)
+        else:
+            log.exception("rpc_unexpected_error")
+            status = internal_status()
+        trailing = tuple(status.trailing_metadata) + self._metadata(call)
+        await context.abort(status.code, status.details, trailing)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    def _unary(self, method: str, inner: Handler) -> Handler:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = self._open(method, context)
+            token = bind_call(call)
+            code = grpc.StatusCode.OK
+            try:
+                response = await inner(request, context)
+                await context.send_initial_metadata(self._metadata(call))
+                return response
+            except Exception as exc:
+                code = exc.grpc_code if isinstance(exc, GatewayError) else grpc.StatusCode.INTERNAL
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await self._fail(context, call, exc)
+            except BaseException:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                _log_call(call, code)
+                unbind_call(token)
+
+        return behavior
+
+    def _stream(self, method: str, inner: Handler) -> Handler:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            call = self._open(method, context)
+            token = bind_call(call)
+            code = grpc.StatusCode.OK
+            last_id = ""
+            items = 0
+            try:
+                async with contextlib.aclosing(inner(request, context)) as pages:
+                    first = True
+                    async for page in pages:
+                        if first:
+                            await context.send_initial_metadata(self._metadata(call))
+                            first = False
+                        yield page
+                        last_id = page.resume_after
+                        items += len(page.data)
+            except Exception as exc:
+                code = exc.grpc_code if isinstance(exc, GatewayError) else grpc.StatusCode.INTERNAL
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await self._fail(context, call, exc, {RESUME_AFTER_KEY: last_id} if last_id else None)
+            except BaseException:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                _log_call(call, code, items=items)
+                unbind_call(token)
+
+        return behavior
+
+
+def _log_call(call: Call, code: grpc.StatusCode, **extra: Any) -> None:
+    log.info(
+        "rpc",
+        code=code.name,
+        duration_ms=round((time.monotonic() - call.started) * 1000, 2),
+        upstream_status=call.upstream_status,
+        upstream_request_id=call.upstream_request_id,
+        upstream_calls=call.upstream_calls,
+        cache=call.cache,
+        consumer=call.consumer,
+        **extra,
+    )

@@ -1,0 +1,76 @@
+"""Build, start and drain the grpc.aio server.
+
+Start-up: server → interceptors → servicer → health → reflection → bind → start. Shutdown: health
+turns NOT_SERVING (balancers stop sending), a short pause, then ``stop(grace)`` lets in-flight
+calls finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from gateway.config import ServerSettings
+from gateway.operations.messages import MessageOperations
+from gateway.rpc.interceptor import CallInterceptor
+from gateway.rpc.servicer import MessagesServicer
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessagesService"].full_name
+
+
+class GrpcServer:
+    """The gRPC face: one grpc.aio server with health and reflection."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        operations: MessageOperations,
+        *,
+        interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        self._settings = settings
+        self.server = grpc.aio.server(
+            interceptors=[CallInterceptor(settings.default_timeout_seconds), *(interceptors or [])],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 0),
+                ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+            ],
+        )
+        pb_grpc.add_MessagesServiceServicer_to_server(MessagesServicer(operations), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            )
+        self._credentials = credentials
+        self.port = 0
+
+    async def start(self, listen: str) -> int:
+        """Bind and start; returns the bound port (useful with port 0)."""
+        if self._credentials is None:
+            self.port = self.server.add_insecure_port(listen)
+        else:
+            self.port = self.server.add_secure_port(listen, self._credentials)
+        await self.server.start()
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def drain(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, then stop accepting and give in-flight calls ``grace`` seconds."""
+        await self.health.enter_graceful_shutdown()
+        if self._settings.drain_delay_seconds:
+            await asyncio.sleep(self._settings.drain_delay_seconds)
+        await self.server.stop(self._settings.grace_seconds if grace is None else grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()

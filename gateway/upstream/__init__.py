@@ -1,0 +1,1 @@
+"""Client side of the upstream Assistants v1 messages API."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: a real emulator and a real gateway on loopback ports, per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from gateway.app import Gateway, start_gateway
+from gateway.config import Settings, ServerSettings, UpstreamSettings
+from gateway.emulator.server import EmulatorServer
+
+EMULATOR_KEY = "sk-emulator-test-key"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorServer]:
+    server = EmulatorServer(api_keys={EMULATOR_KEY})
+    await server.start(host="127.0.0.1", port=0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def gateway_settings(emulator: EmulatorServer, **upstream: object) -> Settings:
+    return Settings(
+        server=ServerSettings(grpc_listen="127.0.0.1:0", grace_seconds=1.0),
+        upstream=UpstreamSettings(base_url=emulator.base_url, api_key=EMULATOR_KEY,
+                                  **upstream),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def gateway(emulator: EmulatorServer) -> AsyncIterator[Gateway]:
+    gw = await start_gateway(gateway_settings(emulator))
+    try:
+        yield gw
+    finally:
+        await gw.stop(grace=0.5)
+
+
+@pytest.fixture
+async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.MessagesServiceStub:
+    return pb_grpc.MessagesServiceStub(channel)

@@ -1,0 +1,232 @@
+"""Each fault kind does what it says, and rules fire as often as they are told to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from gateway.emulator import EmulatorServer, Faults
+
+from .conftest import HEADERS
+from .schemas import validate
+
+
+@pytest.fixture
+async def thread_id(upstream: EmulatorServer) -> str:
+    tid = upstream.store.create_thread()["id"]
+    upstream.store.seed_messages(tid, 30)
+    return tid
+
+
+async def test_status_429_with_retry_headers_fires_once(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str
+) -> None:
+    upstream.faults.add("listMessages", "status", times=1, status=429, retry_after="1", retry_after_ms="300", should_retry=True)
+    url = f"/threads/{thread_id}/messages"
+    first = await client.get(url)
+    assert first.status_code == 429
+    assert first.headers["retry-after"] == "1"
+    assert first.headers["retry-after-ms"] == "300"
+    assert first.headers["x-should-retry"] == "true"
+    assert "x-request-id" in first.headers
+    validate(first.json(), "ErrorResponse")
+    assert first.json()["error"]["code"] == "rate_limit_exceeded"
+    assert (await client.get(url)).status_code == 200
+    assert [e.fault for e in upstream.log.entries] == ["status", None]
+
+
+async def test_status_does_not_apply_unless_run_handler(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str
+) -> None:
+    url = f"/threads/{thread_id}/messages"
+    upstream.faults.add("createMessage", "status", times=1, status=500)
+    assert (await client.post(url, json={"role": "user", "content": "a"})).status_code == 500
+    upstream.faults.add("createMessage", "status", times=1, status=503, run_handler=True, headers={"x-extra": "1"})
+    lost = await client.post(url, json={"role": "user", "content": "b"})
+    assert lost.status_code == 503 and lost.headers["x-extra"] == "1"
+    contents = [m["content"][0]["text"]["value"] for m in upstream.store.list_messages(thread_id, limit=2).data]
+    assert contents[0] == "b"  # created although the answer said 503 (duplicate-on-retry scenario)
+    assert "a" not in contents
+
+
+async def test_reset_before_headers(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("getMessage", "reset", times=1)
+    mid = upstream.store.message_ids(thread_id)[0]
+    with pytest.raises(httpx.TransportError):
+        await client.get(f"/threads/{thread_id}/messages/{mid}")
+    assert (await client.get(f"/threads/{thread_id}/messages/{mid}")).status_code == 200
+    entry = upstream.log.entries[0]
+    assert entry.status is None and entry.fault == "reset" and not entry.disconnected and entry.finished
+
+
+async def test_reset_mid_body(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "reset_mid_body", times=1, fraction=0.4)
+    received = b""
+    with pytest.raises(httpx.TransportError):
+        async with client.stream("GET", f"/threads/{thread_id}/messages") as response:
+            assert response.status_code == 200
+            declared = int(response.headers["content-length"])
+            async for chunk in response.aiter_raw():
+                received += chunk
+    assert len(received) < declared
+    assert upstream.log.entries[0].status == 200
+
+
+async def test_slow_headers_trips_a_read_timeout(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "slow_headers", times=1, seconds=2.0)
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        await client.get(f"/threads/{thread_id}/messages", timeout=0.2)
+    assert time.monotonic() - started < 1.5
+    assert await upstream.log.wait_idle(2.0)
+    assert upstream.log.entries[0].disconnected  # the emulator saw the client give up
+
+
+async def test_slow_body_drips(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("getMessage", "slow_body", times=1, chunk_size=200, delay=0.02)
+    mid = upstream.store.message_ids(thread_id)[0]
+    chunks = []
+    started = time.monotonic()
+    async with client.stream("GET", f"/threads/{thread_id}/messages/{mid}") as response:
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+    body = b"".join(chunks)
+    validate(json.loads(body), "MessageObject")
+    assert len(chunks) >= 3
+    assert time.monotonic() - started >= 0.02 * (len(body) // 200)
+
+
+async def test_truncated_json(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "truncated_json", times=1, fraction=0.5)
+    response = await client.get(f"/threads/{thread_id}/messages")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.content)
+
+
+async def test_non_json(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("*", "non_json", times=1)
+    response = await client.get(f"/threads/{thread_id}/messages")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.text.startswith("<html>")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_huge_body(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str, chunked: bool) -> None:
+    size = 3 * 1024 * 1024 + 7
+    upstream.faults.add("listMessages", "huge_body", times=1, size=size, chunked=chunked)
+    response = await client.get(f"/threads/{thread_id}/messages")
+    assert len(response.content) == size
+    assert ("content-length" in response.headers) is not chunked
+    assert json.loads(response.content)["data"] == []
+
+
+async def test_huge_body_client_abort_is_logged(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "huge_body", times=1, size=200 * 1024 * 1024)
+    async with client.stream("GET", f"/threads/{thread_id}/messages") as response:
+        async for _ in response.aiter_raw():
+            break  # a byte cap: stop reading and close
+    assert await upstream.log.wait_idle(5.0)
+    assert upstream.log.entries[0].disconnected
+
+
+async def test_redirect_to_another_host(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "redirect", times=1)
+    response = await client.get(f"/threads/{thread_id}/messages", params={"limit": 2})
+    assert response.status_code == 302
+    location = httpx.URL(response.headers["location"])
+    assert location.host == "127.0.0.2"
+    assert location.path == f"/v1/threads/{thread_id}/messages" and location.params["limit"] == "2"
+
+
+async def test_stale_cursor_never_advances(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "stale_cursor")
+    url = f"/threads/{thread_id}/messages"
+    first = (await client.get(url, params={"limit": 5})).json()
+    second = (await client.get(url, params={"limit": 5, "after": first["last_id"]})).json()
+    assert first == second and second["has_more"] is True
+    validate(second, "ListMessagesResponse")
+
+
+async def test_latency_rule_and_setting(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    url = f"/threads/{thread_id}/messages"
+    upstream.faults.set_latency("listMessages", 0.05)
+    upstream.faults.add("listMessages", "latency", times=1, seconds=0.1)
+    started = time.monotonic()
+    await client.get(url)
+    assert time.monotonic() - started >= 0.15
+    started = time.monotonic()
+    await client.get(url)
+    elapsed = time.monotonic() - started
+    assert 0.05 <= elapsed < 0.15
+    upstream.faults.clear()
+    started = time.monotonic()
+    await client.get(url)
+    assert time.monotonic() - started < 0.05
+
+
+async def test_client_cancel_during_latency_is_observed(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "latency", seconds=5.0)
+    task = asyncio.create_task(client.get(f"/threads/{thread_id}/messages"))
+    for _ in range(200):
+        if upstream.log.in_flight:
+            break
+        await asyncio.sleep(0.005)
+    assert upstream.log.in_flight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await upstream.log.wait_idle(2.0)
+    assert upstream.log.entries[0].disconnected and upstream.log.entries[0].status is None
+
+
+def test_probability_is_seeded_and_replayable() -> None:
+    def run(seed: int) -> list[str | None]:
+        faults = Faults(seed)
+        faults.add("getMessage", "status", probability=0.3, status=500)
+        return [faults.decide("getMessage").kind for _ in range(200)]
+
+    first = run(7)
+    assert first == run(7)
+    assert 30 < first.count("status") < 90
+
+
+def test_rules_match_operation_and_first_wins() -> None:
+    faults = Faults()
+    faults.add("listMessages", "stale_cursor", times=1)
+    faults.add("*", "status", times=2)
+    faults.add("*", "reset")
+    assert faults.decide("getMessage").kind == "status"  # stale_cursor applies to lists only
+    assert faults.decide("listMessages").kind == "stale_cursor"
+    assert faults.decide("listMessages").kind == "status"
+    assert faults.decide("createMessage").kind == "reset"
+    assert [r.fired for r in faults.rules] == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("operation", "kind", "params"),
+    [("nope", "status", {}), ("*", "explode", {}), ("getMessage", "stale_cursor", {}), ("*", "status", {"seconds": 1}),
+     ("*", "reset_mid_body", {"fraction": 2})],
+)
+def test_bad_rules_are_refused(operation: str, kind: str, params: dict) -> None:
+    with pytest.raises(ValueError):
+        Faults().add(operation, kind, **params)
+
+
+async def test_faults_via_admin_api(upstream: EmulatorServer, admin: httpx.AsyncClient, client: httpx.AsyncClient, thread_id: str) -> None:
+    rule = (await admin.post("/faults", json={"operation": "listMessages", "kind": "status", "status": 503, "times": 1})).json()
+    assert rule["kind"] == "status" and rule["times"] == 1
+    assert (await admin.post("/faults", json={"operation": "listMessages", "kind": "bogus"})).status_code == 400
+    assert (await admin.put("/latency", json={"operation": "listMessages", "seconds": 0.01})).json()["latency"] == {"listMessages": 0.01}
+    listed = (await admin.get("/faults")).json()
+    assert len(listed["rules"]) == 1 and listed["latency"] == {"listMessages": 0.01}
+    assert (await client.get(f"/threads/{thread_id}/messages")).status_code == 503
+    assert (await admin.delete("/faults")).status_code == 200
+    assert upstream.faults.rules == [] and upstream.faults.latency == {}
+    assert (await client.get(f"/threads/{thread_id}/messages", headers=HEADERS)).status_code == 200

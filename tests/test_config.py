@@ -1,0 +1,76 @@
+"""Configuration: file, environment and flags, validated with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings, parse_listen
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file() -> None:
+    settings = load_settings(None, environ={})
+    assert settings.server.grpc_listen == "127.0.0.1:50051"
+    assert settings.upstream.beta == "assistants=v1"
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    path = write(tmp_path, '[upstream]\nbase_url = "http://up.internal:8080/v1"\nmax_connections = 7\n')
+    settings = load_settings(path, environ={"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "9"})
+    assert settings.upstream.base_url == "http://up.internal:8080/v1"
+    assert settings.upstream.max_connections == 9
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\ngrpc_listen = "127.0.0.1:6000"\n')
+    settings = load_settings(None, environ={"GATEWAY_CONFIG": str(path)})
+    assert settings.server.grpc_listen == "127.0.0.1:6000"
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[server]\ngrpc_listen = 5\n', "server.grpc_listen"),
+    ('[server]\nnope = 1\n', "server.nope"),
+    ('[nope]\n', "[nope]"),
+    ('[upstream]\nmax_connections = "many"\n', "upstream.max_connections"),
+    ('[upstream]\nmax_connections = 0\n', "upstream.max_connections"),
+    ('[upstream]\nbase_url = "ftp://x"\n', "upstream.base_url"),
+    ('[upstream]\nallowed_extra_headers = ["Authorization"]\n', "upstream.allowed_extra_headers"),
+    ('[upstream]\ntransport = "curl"\n', "upstream.transport"),
+    ('[server]\ngrpc_listen = "nohostport"\n', "server.grpc_listen"),
+    ('[logging]\nformat = "xml"\n', "logging.format"),
+    ('[server]\nreflection = "yes"\n', "server.reflection"),
+])
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(write(tmp_path, text), environ={})
+
+
+def test_invalid_toml_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[server\n"), environ={})
+
+
+def test_environment_value_is_type_checked() -> None:
+    with pytest.raises(ConfigError, match="server.grace_seconds"):
+        load_settings(None, environ={"GATEWAY_SERVER_GRACE_SECONDS": "soon"})
+
+
+def test_api_key_file_wins_and_is_reread(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-one\n")
+    settings = load_settings(None, environ={"GATEWAY_UPSTREAM_API_KEY_FILE": str(key_file),
+                                            "GATEWAY_UPSTREAM_API_KEY": "sk-inline"})
+    assert settings.upstream.resolve_api_key() == "sk-one"
+    key_file.write_text("sk-two")
+    assert settings.upstream.resolve_api_key() == "sk-two"
+
+
+def test_parse_listen_accepts_ipv6() -> None:
+    assert parse_listen("[::1]:50051", "k") == ("::1", 50051)
