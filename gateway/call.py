@@ -40,6 +40,8 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     consumer: str | None = None
     key_id: str | None = None
+    #: The upstream profile the call runs under: cache entries and limits never cross tenants.
+    tenant: str = "default"
     upstream_status: int | None = None
     upstream_request_id: str | None = None
     upstream_calls: int = 0

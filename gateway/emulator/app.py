@@ -277,11 +277,10 @@ class Emulator:
         *,
         chunk_size: int | None = None,
         delay: float = 0.0,
-        declared_length: int | None = None,
     ) -> web.StreamResponse:
         """Write status, headers and body; ``chunk_size``/``delay`` drip the body."""
         response = web.StreamResponse(status=status, headers=headers)
-        response.content_length = len(body) if declared_length is None else declared_length
+        response.content_length = len(body)
         await response.prepare(request)
         entry.status = status
         if chunk_size is None:
@@ -295,18 +294,26 @@ class Emulator:
         return response
 
     async def _send_huge(
-        self, request: web.Request, entry: LogEntry, headers: dict[str, str], size: int, chunked: bool
+        self,
+        request: web.Request,
+        entry: LogEntry,
+        headers: dict[str, str],
+        size: int,
+        chunked: bool,
+        content_length: int | None,
     ) -> web.StreamResponse:
         """``size`` bytes of valid JSON (a list envelope with a long padding string), streamed in
-        64 KiB writes so the emulator itself never holds the whole body."""
+        64 KiB writes so the emulator itself never holds the whole body. A ``content_length``
+        larger than the body is a lying header: the connection is closed (FIN) after the body."""
         head = b'{"object":"list","data":[],"first_id":null,"last_id":null,"has_more":false,"padding":"'
         tail = b'"}'
         padding = max(0, size - len(head) - len(tail))
+        actual = len(head) + padding + len(tail)
         response = web.StreamResponse(status=200, headers=headers)
         if chunked:
             response.enable_chunked_encoding()
         else:
-            response.content_length = len(head) + padding + len(tail)
+            response.content_length = actual if content_length is None else max(actual, content_length)
         await response.prepare(request)
         entry.status = 200
         await response.write(head)
@@ -316,6 +323,11 @@ class Emulator:
             await response.write(piece)
             padding -= len(piece)
         await response.write(tail)
+        if not chunked and content_length is not None and content_length > actual:
+            await asyncio.sleep(0.02)  # let loopback deliver the body before the FIN
+            if request.transport is not None:
+                request.transport.close()
+            raise _Aborted
         await response.write_eof()
         return response
 
@@ -346,6 +358,12 @@ class Emulator:
         return status, body, headers
 
     async def _handle(self, request: web.Request, operation: str | None) -> web.StreamResponse:
+        """Log, apply the fault decision, run the operation and deliver the answer.
+
+        Faults that replace the service (reset, redirect, non_json, huge_body, status) come before
+        auth; faults that distort delivery (slow_*, truncated_json, reset_mid_body) wrap the real
+        answer, whatever it is (a 401 included).
+        """
         started = time.perf_counter()
         request_id = ids.request_id()
         entry = self.log.start(request_id, operation, request.method, request.path, dict(request.query))
@@ -372,7 +390,10 @@ class Emulator:
             if kind == "huge_body":
                 headers = {"Content-Type": "application/json", **self._openai_headers(request_id, started)}
                 size, chunked = int(params["size"]), bool(params["chunked"])
-                return await self._send_huge(request, entry, headers, size, chunked)
+                declared = params["content_length"]
+                return await self._send_huge(
+                    request, entry, headers, size, chunked, None if declared is None else int(declared)
+                )
 
             extra: dict[str, str] = {}
             if kind == "status":
@@ -411,8 +432,8 @@ class Emulator:
             # Already aborted by us; CancelledError tells aiohttp to drop the connection quietly.
             raise asyncio.CancelledError from None
         except asyncio.CancelledError:
-            if kind not in ("reset", "reset_mid_body"):
-                entry.disconnected = True
+            # aiohttp cancels the handler when the client goes away (handler_cancellation).
+            entry.disconnected = True
             raise
         except (ConnectionError, RuntimeError) as exc:
             # Writing to a transport the client closed (aiohttp raises ClientConnectionResetError,

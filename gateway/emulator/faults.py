@@ -21,7 +21,8 @@ seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters
 ``truncated_json``  a complete HTTP answer whose JSON body is cut at ``fraction`` (0.5)
 ``non_json``        ``status`` (200) with ``content-type: text/html`` and ``body``
 ``huge_body``       ``size`` bytes (10 MiB) of syntactically plausible JSON, streamed;
-                    ``chunked`` (False: a true ``Content-Length``)
+                    ``chunked`` (False: a true ``Content-Length``), ``content_length``
+                    (None; a larger value is a lying header, the connection then closes)
 ``redirect``        ``status`` (302) with ``location`` (default: same path and query on
                     ``http://127.0.0.2:<port>``, i.e. another host)
 ``stale_cursor``    list operations only: cursors are ignored and the first page comes
@@ -85,7 +86,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "body": "<html><head><title>502 Bad Gateway</title></head>"
         "<body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>",
     },
-    "huge_body": {"size": 10 * 1024 * 1024, "chunked": False},
+    "huge_body": {"size": 10 * 1024 * 1024, "chunked": False, "content_length": None},
     "redirect": {"status": 302, "location": None},
     "stale_cursor": {},
 }
@@ -177,6 +178,10 @@ class Faults:
         fraction = merged.get("fraction")
         if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
             raise ValueError("fraction must be within [0, 1]")
+        if kind == "huge_body" and merged["content_length"] is not None and (
+            merged["chunked"] or int(merged["content_length"]) < int(merged["size"])
+        ):
+            raise ValueError("content_length must be >= size, and not with chunked")
         if kind == "slow_body" and int(merged["chunk_size"]) < 1:
             raise ValueError("chunk_size must be >= 1")
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import structlog
 
+from gateway import metrics
 from gateway.call import Call, bind_call, unbind_call
 from gateway.errors import GatewayError
 from gateway.rpc.status import internal_status, to_grpc_status
@@ -150,10 +151,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _log_call(call: Call, code: grpc.StatusCode, **extra: Any) -> None:
+    duration = time.monotonic() - call.started
+    metrics.CALLS.labels("grpc", call.method, code.name).inc()
+    metrics.CALL_LATENCY.labels("grpc", call.method).observe(duration)
+    if "items" in extra:
+        metrics.STREAM_ITEMS.labels(call.method).inc(extra["items"])
     log.info(
         "rpc",
         code=code.name,
-        duration_ms=round((time.monotonic() - call.started) * 1000, 2),
+        duration_ms=round(duration * 1000, 2),
         upstream_status=call.upstream_status,
         upstream_request_id=call.upstream_request_id,
         upstream_calls=call.upstream_calls,

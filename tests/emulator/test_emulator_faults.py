@@ -230,3 +230,16 @@ async def test_faults_via_admin_api(upstream: EmulatorServer, admin: httpx.Async
     assert (await admin.delete("/faults")).status_code == 200
     assert upstream.faults.rules == [] and upstream.faults.latency == {}
     assert (await client.get(f"/threads/{thread_id}/messages", headers=HEADERS)).status_code == 200
+
+
+async def test_huge_body_with_lying_content_length(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "huge_body", times=1, size=100_000, content_length=500 * 1024 * 1024)
+    received = 0
+    with pytest.raises(httpx.TransportError):
+        async with client.stream("GET", f"/threads/{thread_id}/messages") as response:
+            assert int(response.headers["content-length"]) == 500 * 1024 * 1024
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+    assert received == 100_000
+    assert await upstream.log.wait_idle(2.0)
+    assert upstream.log.entries[0].status == 200 and not upstream.log.entries[0].disconnected

@@ -1,0 +1,40 @@
+"""Prometheus metrics: every series the gateway exports, defined once.
+
+Labels never carry ids, keys or anything a consumer controls beyond the method name, so the
+series count stays bounded and no secret can leak into a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+CALLS = Counter("gateway_calls_total", "Consumer calls by face, method and status code.",
+                ("face", "method", "code"), registry=REGISTRY)
+CALL_LATENCY = Histogram("gateway_call_duration_seconds", "Consumer call duration.",
+                         ("face", "method"), buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+UPSTREAM_REQUESTS = Counter("gateway_upstream_requests_total",
+                            "Upstream HTTP exchanges by operation and HTTP status (or 'error').",
+                            ("operation", "status"), registry=REGISTRY)
+UPSTREAM_LATENCY = Histogram("gateway_upstream_duration_seconds", "Upstream exchange duration.",
+                             ("operation",), buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+UPSTREAM_RETRIES = Counter("gateway_upstream_retries_total", "Upstream retries by reason.",
+                           ("reason",), registry=REGISTRY)
+CIRCUIT_STATE = Gauge("gateway_circuit_open", "1 while the upstream circuit of a profile is open.",
+                      ("profile",), registry=REGISTRY)
+STREAM_ITEMS = Counter("gateway_stream_items_total", "Items sent on server streams.",
+                       ("method",), registry=REGISTRY)
+STREAM_PAGES = Counter("gateway_stream_pages_total", "Pages sent on server streams.",
+                       ("method",), registry=REGISTRY)
+CACHE_EVENTS = Counter("gateway_cache_events_total",
+                       "Cache outcomes: hit, miss, bypass, eviction, singleflight_join, error.",
+                       ("backend", "event"), registry=REGISTRY)
+CACHE_BYTES = Gauge("gateway_cache_bytes", "Bytes held by the in-process cache.",
+                    registry=REGISTRY)
+AUTH_FAILURES = Counter("gateway_auth_failures_total", "Rejected consumer authentications.",
+                        ("reason",), registry=REGISTRY)
+RATE_LIMITED = Counter("gateway_rate_limited_total", "Calls refused by a consumer limit.",
+                       ("limit",), registry=REGISTRY)
