@@ -1,0 +1,59 @@
+"""The server's infrastructure: health, reflection, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.rpc.server import SERVICE_NAME
+
+
+async def test_reflection_lists_the_messages_service(channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async for response in stub.ServerReflectionInfo(requests()):
+        names = {s.name for s in response.list_services_response.service}
+        break
+    assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
+    assert SERVICE_NAME == "messages_gateway.v1.MessagesService"
+
+
+async def test_health_is_serving_then_not_serving_while_draining(gateway, emulator) -> None:
+    target = f"127.0.0.1:{gateway.grpc_port}"
+    thread_id = emulator.store.create_thread()["id"]
+    message = emulator.store.create_message(thread_id, role="user", content="x")
+    emulator.faults.add("getMessage", "latency", seconds=1.0, times=1)
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(request)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+
+        slow = asyncio.ensure_future(pb_grpc.MessagesServiceStub(channel).GetMessage(
+            pb.GetMessageRequest(thread_id=thread_id, message_id=message["id"]), timeout=10))
+        await asyncio.sleep(0.2)  # the call is in flight upstream
+        drain = asyncio.ensure_future(gateway.grpc.drain(grace=5.0))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        answered = await slow  # the in-flight unary call finishes inside the grace period
+        assert answered.id == message["id"]
+        watch.cancel()  # an open Watch stream would hold the server for the whole grace
+        await drain
+
+
+def test_generated_code_imports_without_the_server() -> None:
+    code = ("import sys; from clients.generated.messages_gateway.v1 import messages_pb2, "
+            "messages_pb2_grpc; assert not [m for m in sys.modules if m.startswith('gateway')], "
+            "'server imported'; print(messages_pb2.Message.DESCRIPTOR.full_name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "messages_gateway.v1.Message"
