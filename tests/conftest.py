@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -51,3 +52,14 @@ async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> pb_grpc.MessagesServiceStub:
     return pb_grpc.MessagesServiceStub(channel)
+
+
+@contextlib.asynccontextmanager
+async def gateway_stub(settings: Settings) -> AsyncIterator[pb_grpc.MessagesServiceStub]:
+    """A gateway with non-default settings and a stub talking to it, for one test."""
+    gw = await start_gateway(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            yield pb_grpc.MessagesServiceStub(ch)
+    finally:
+        await gw.stop(grace=0.1)

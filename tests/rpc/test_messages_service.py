@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
-from tests.conftest import EMULATOR_KEY
+from tests.conftest import EMULATOR_KEY, gateway_settings, gateway_stub
 
 UPSTREAM_HEADERS = {"authorization": f"Bearer {EMULATOR_KEY}", "openai-beta": "assistants=v1"}
 
@@ -292,19 +292,10 @@ async def test_upstream_429_carries_retry_info(stub, emulator) -> None:
 
 
 async def test_rejected_upstream_key_is_internal_not_unauthenticated(emulator) -> None:
-    from gateway.app import start_gateway
-    from tests.conftest import gateway_settings
-    from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
-
     settings = gateway_settings(emulator).replace("upstream", api_key="sk-wrong")
-    gw = await start_gateway(settings)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await pb_grpc.MessagesServiceStub(ch).GetMessage(
-                    pb.GetMessageRequest(thread_id="thread_1", message_id="msg_1"))
-    finally:
-        await gw.stop(grace=0.1)
+    async with gateway_stub(settings) as custom:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await custom.GetMessage(pb.GetMessageRequest(thread_id="thread_1", message_id="m"))
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "sk-wrong" not in err.value.details()
     assert "sk-wrong" not in str(err.value.trailing_metadata())
@@ -327,19 +318,11 @@ async def test_broken_upstream_answers_map_to_honest_statuses(stub, emulator, fa
 
 
 async def test_connection_refused_is_unavailable(emulator) -> None:
-    from gateway.app import start_gateway
-    from tests.conftest import gateway_settings
-    from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
-
     settings = gateway_settings(emulator).replace("upstream", base_url="http://127.0.0.1:9/v1")
-    gw = await start_gateway(settings)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await pb_grpc.MessagesServiceStub(ch).GetMessage(
-                    pb.GetMessageRequest(thread_id="thread_1", message_id="msg_1"), timeout=5)
-    finally:
-        await gw.stop(grace=0.1)
+    async with gateway_stub(settings) as custom:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await custom.GetMessage(pb.GetMessageRequest(thread_id="thread_1", message_id="m"),
+                                    timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
