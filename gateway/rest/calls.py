@@ -62,6 +62,7 @@ def log_call(call: Call, code: str, http_status: int, **extra: Any) -> None:
         metrics.STREAM_ITEMS.labels(call.method).inc(extra["items"])
     log.info(
         "http",
+        method=call.method,  # also in the contextvars; explicit so the line stands alone
         code=code,
         http_status=http_status,
         duration_ms=round(duration * 1000, 2),

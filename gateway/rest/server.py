@@ -54,6 +54,9 @@ class HttpServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by accepted sockets. Without it uvicorn's separate header and body writes
+            # meet the client's delayed ACK: measured 44 ms instead of 6 ms per small response.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, port))
         except OSError:
             sock.close()
