@@ -10,6 +10,7 @@ import structlog
 
 from gateway.config import Settings
 from gateway.operations.messages import MessageOperations
+from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
 from gateway.upstream.client import UpstreamClient
 
@@ -25,9 +26,15 @@ class Gateway:
     operations: MessageOperations
     grpc: GrpcServer
     grpc_port: int
+    #: The HTTP/JSON face, when ``server.http_listen`` is set.
+    http: HttpServer | None = None
+    http_port: int = 0
 
     async def stop(self, grace: float | None = None) -> None:
-        await self.grpc.drain(grace)
+        faces = [self.grpc.drain(grace)]
+        if self.http is not None:
+            faces.append(self.http.stop(grace))
+        await asyncio.gather(*faces)
         await self.upstream.aclose()
 
 
@@ -39,8 +46,20 @@ async def start_gateway(settings: Settings) -> Gateway:
     operations = MessageOperations(upstream)
     grpc_server = GrpcServer(settings.server, operations)
     port = await grpc_server.start(settings.server.grpc_listen)
-    log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url)
-    return Gateway(settings, upstream, operations, grpc_server, port)
+    http_server, http_port = None, 0
+    if settings.server.http_listen:
+        http_server = HttpServer(settings.server, create_app(
+            operations, default_timeout=settings.server.default_timeout_seconds,
+            allowed_extra_headers=settings.upstream.allowed_extra_headers))
+        try:
+            http_port = await http_server.start(settings.server.http_listen)
+        except BaseException:
+            await grpc_server.drain(0.0)
+            await upstream.aclose()
+            raise
+    log.info("gateway_started", grpc_port=port, http_port=http_port or None,
+             upstream=settings.upstream.base_url)
+    return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port)
 
 
 async def serve(settings: Settings) -> None:

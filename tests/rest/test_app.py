@@ -1,0 +1,211 @@
+"""Routes: the proto's annotations, NDJSON streams, disconnects, unknown paths, the auth hook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import openai
+import pytest
+from google.api import annotations_pb2
+from starlette.routing import Route
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.app import Gateway
+from gateway.call import Call
+from gateway.emulator.server import EmulatorServer
+from gateway.errors import Unauthenticated
+from gateway.operations.messages import MessageOperations
+from gateway.rest import ROUTES, create_app
+from gateway.upstream.client import UpstreamClient
+from tests.conftest import gateway_settings
+from tests.rest.conftest import BETA, CONSUMER_KEY, base_url, new_thread
+
+
+def _annotated_routes() -> set[tuple[str, str, str]]:
+    found = set()
+    service = pb.DESCRIPTOR.services_by_name["MessagesService"]
+    for method in service.methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        verb = rule.WhichOneof("pattern")
+        found.add((method.name, verb.upper(), getattr(rule, verb)))
+    return found
+
+
+async def test_routes_match_the_proto_http_annotations_exactly(emulator: EmulatorServer) -> None:
+    annotated = _annotated_routes()
+    assert len(annotated) == len(pb.DESCRIPTOR.services_by_name["MessagesService"].methods) == 8
+    assert set(ROUTES) == annotated
+    upstream = UpstreamClient(gateway_settings(emulator).upstream, default_timeout=5.0)
+    try:
+        app = create_app(MessageOperations(upstream), default_timeout=5.0)
+        served = {(r.name, m, r.path) for r in app.routes if isinstance(r, Route)
+                  for m in (r.methods or ()) if m != "HEAD"}
+    finally:
+        await upstream.aclose()
+    assert served == annotated
+
+
+async def test_stream_messages_sends_one_json_message_per_line_in_order(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.store.seed_messages(thread_id, 250, spacing=1)
+    response = await http.get(f"/threads/{thread_id}/messages:stream", params={"order": "asc"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert response.headers["x-request-id"].startswith("req_")
+    lines = response.text.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == emulator.store.message_ids(thread_id)
+    assert all(json.loads(line)["object"] == "thread.message" for line in lines)
+    assert emulator.log.count("listMessages") == 3  # pages of 100: 100, 100, 50
+
+
+async def test_stream_messages_max_items_and_limit_bound_the_pages(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.store.seed_messages(thread_id, 30, spacing=1)
+    response = await http.get(f"/threads/{thread_id}/messages:stream",
+                              params={"limit": 10, "max_items": 15})
+    assert len(response.text.splitlines()) == 15
+    assert emulator.log.count("listMessages") == 2
+
+
+async def test_stream_message_files_lists_every_file(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    created = await http.post(f"/threads/{thread_id}/messages", json={
+        "role": "user", "content": "x", "file_ids": ["file-a", "file-b", "file-c"]})
+    message_id = created.json()["id"]
+    response = await http.get(f"/threads/{thread_id}/messages/{message_id}/files:stream",
+                              params={"limit": 2})
+    assert [json.loads(x)["id"] for x in response.text.splitlines()] == [
+        "file-c", "file-b", "file-a"]
+
+
+async def test_stream_empty_thread_is_200_with_no_lines(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    response = await http.get(f"/threads/{thread_id}/messages:stream")
+    assert response.status_code == 200 and response.content == b""
+
+
+async def test_stream_error_before_first_line_is_an_error_status(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    emulator.faults.add("listMessages", "status", times=1, status=429)
+    response = await http.get("/threads/thread_missing/messages:stream")
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "requests"  # the upstream's own words, kept
+
+
+async def test_stream_error_after_first_line_ends_with_error_line_and_resume_cursor(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    ids = emulator.store.seed_messages(thread_id, 30, spacing=1)
+    # Each page waits 0.3 s in the emulator before it is handled: the thread vanishes while the
+    # prefetched second page waits, so that page is a 404 after the first was sent.
+    emulator.faults.set_latency("listMessages", 0.3)
+    lines: list[dict[str, object]] = []
+    async with http.stream("GET", f"/threads/{thread_id}/messages:stream",
+                           params={"limit": 10, "order": "asc"}) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if not lines:
+                emulator.store.reset()
+            lines.append(json.loads(line))
+    assert [x["id"] for x in lines[:10]] == ids[:10]
+    assert lines[10] == {
+        "error": {"message": lines[10]["error"]["message"],  # type: ignore[index]
+                  "type": "invalid_request_error", "param": None, "code": None},
+        "resume_after": ids[9],
+    }
+    assert len(lines) == 11
+
+
+async def test_stream_client_disconnect_cancels_upstream_paging(
+    rest_gateway: Gateway, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.store.seed_messages(thread_id, 1000, spacing=1)
+    emulator.faults.set_latency("listMessages", 0.2)
+    async with httpx.AsyncClient(base_url=base_url(rest_gateway), headers=BETA) as client:
+        async with client.stream("GET", f"/threads/{thread_id}/messages:stream",
+                                 params={"limit": 10}) as response:
+            async for _ in response.aiter_lines():
+                break  # one line read, then the connection closes
+    await asyncio.sleep(0.6)  # three page latencies: a walker still running would ask again
+    requested = emulator.log.count("listMessages")
+    assert requested <= 2  # the first page and at most the prefetch in flight at the disconnect
+    assert emulator.log.in_flight == 0
+    await asyncio.sleep(0.5)
+    assert emulator.log.count("listMessages") == requested
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+             and "walk_pages" in repr(t.get_coro())]
+    assert tasks == []
+
+
+async def test_unknown_path_is_404_in_the_error_envelope(http: httpx.AsyncClient) -> None:
+    response = await http.get("/threads/thread_1/runs")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"message": "Invalid URL (GET /v1/threads/thread_1/runs)",
+                                         "type": "invalid_request_error", "param": None,
+                                         "code": None}}
+
+
+async def test_wrong_method_is_405_in_the_error_envelope(http: httpx.AsyncClient) -> None:
+    response = await http.delete("/threads/thread_1/messages/msg_1")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_missing_beta_header_is_400_invalid_beta_before_any_upstream_call(
+    rest_gateway: Gateway, emulator: EmulatorServer
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url(rest_gateway)) as client:
+        missing = await client.get("/threads/thread_1/messages/msg_1")
+        wrong = await client.get("/threads/thread_1/messages/msg_1",
+                                 headers={"openai-beta": "assistants=v2"})
+        several = await client.get("/threads/thread_1/messages/msg_1",
+                                   headers={"openai-beta": "tools=v1, assistants=v1"})
+    assert missing.status_code == wrong.status_code == 400
+    assert missing.json()["error"]["code"] == wrong.json()["error"]["code"] == "invalid_beta"
+    assert several.status_code == 404  # accepted; the upstream has no such thread
+    assert emulator.log.count("getMessage") == 1
+
+
+async def test_auth_hook_refusal_is_sdk_authentication_error_without_upstream_call(
+    emulator: EmulatorServer,
+) -> None:
+    """The seam the credentials work plugs into: a refusal is a 401 the SDK recognises."""
+    async def authenticate(headers, call: Call) -> None:  # type: ignore[no-untyped-def]
+        if headers.get("authorization") != f"Bearer {CONSUMER_KEY}":
+            raise Unauthenticated("Incorrect API key provided.", reason="INVALID_API_KEY")
+        call.consumer = "tests"
+
+    from gateway.rest.server import HttpServer
+
+    settings = gateway_settings(emulator)
+    upstream = UpstreamClient(settings.upstream, default_timeout=5.0)
+    server = HttpServer(settings.server, create_app(
+        MessageOperations(upstream), default_timeout=5.0, authenticate=authenticate))
+    port = await server.start("127.0.0.1:0")
+    try:
+        async with httpx.AsyncClient() as http_client:
+            sdk = openai.AsyncOpenAI(api_key="wrong", base_url=f"http://127.0.0.1:{port}/v1",
+                                     http_client=http_client, max_retries=0)
+            with pytest.raises(openai.AuthenticationError) as refused:
+                await sdk.beta.threads.messages.retrieve("msg_1", thread_id="thread_1")
+            assert refused.value.code == "invalid_api_key"
+            accepted = sdk.with_options(api_key=CONSUMER_KEY)
+            with pytest.raises(openai.NotFoundError):
+                await accepted.beta.threads.messages.retrieve("msg_1", thread_id="thread_1")
+    finally:
+        await server.stop(0.5)
+        await upstream.aclose()
+    assert emulator.log.count("getMessage") == 1

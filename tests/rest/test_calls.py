@@ -1,0 +1,66 @@
+"""One log line and one metrics sample per REST call; no Authorization anywhere; deadlines."""
+
+from __future__ import annotations
+
+import httpx
+import structlog
+
+from gateway import metrics
+from gateway.emulator.server import EmulatorServer
+from tests.rest.conftest import new_thread
+
+SECRET = "sk-consumer-secret-do-not-log"
+
+
+def _calls(method: str, code: str) -> float:
+    return metrics.REGISTRY.get_sample_value(
+        "gateway_calls_total", {"face": "rest", "method": method, "code": code}) or 0.0
+
+
+async def test_call_logs_one_line_without_authorization_and_counts_metrics(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    before_ok = _calls("CreateMessage", "OK")
+    before_bad = _calls("GetMessage", "NOT_FOUND")
+    with structlog.testing.capture_logs() as logs:
+        ok = await http.post(f"/threads/{thread_id}/messages", json={"role": "user", "content": "x"},
+                             headers={"authorization": f"Bearer {SECRET}",
+                                      "x-request-id": "trace-1"})
+        missing = await http.get(f"/threads/{thread_id}/messages/msg_nope",
+                                 headers={"authorization": f"Bearer {SECRET}"})
+    assert ok.status_code == 200 and missing.status_code == 404
+    lines = [e for e in logs if e["event"] == "http"]
+    assert [(e["method"], e["code"], e["http_status"]) for e in lines] == [
+        ("CreateMessage", "OK", 200), ("GetMessage", "NOT_FOUND", 404)]
+    assert lines[0]["upstream_calls"] == 1 and lines[0]["upstream_status"] == 200
+    assert ok.headers["x-gateway-request-id"] == "trace-1"
+    assert SECRET not in repr(logs)
+    assert _calls("CreateMessage", "OK") == before_ok + 1
+    assert _calls("GetMessage", "NOT_FOUND") == before_bad + 1
+
+
+async def test_stream_call_logs_items_once_when_it_ends(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.store.seed_messages(thread_id, 25)
+    with structlog.testing.capture_logs() as logs:
+        response = await http.get(f"/threads/{thread_id}/messages:stream", params={"limit": 10})
+    assert len(response.text.splitlines()) == 25
+    lines = [e for e in logs if e["event"] == "http"]
+    assert len(lines) == 1
+    assert lines[0]["method"] == "StreamMessages" and lines[0]["items"] == 25
+    assert lines[0]["upstream_calls"] == 3
+
+
+async def test_timeout_header_bounds_the_upstream_wait(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.faults.add("getMessage", "latency", times=1, seconds=2.0)
+    response = await http.get(f"/threads/{thread_id}/messages/msg_1",
+                              headers={"x-gateway-timeout": "0.2"})
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert response.elapsed.total_seconds() < 1.5
