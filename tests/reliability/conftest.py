@@ -23,6 +23,16 @@ from tests.conftest import EMULATOR_KEY
 TEST_RELIABILITY = {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05,
                     "circuit_open_seconds": 0.3}
 
+#: Tasks that are not per-request work: the emulator's idle keep-alive connections (their number
+#: is the gateway's pool, bounded by max_keepalive_connections).
+POOLED_TASKS = ("RequestHandler.start",)
+
+
+def live_tasks() -> set[asyncio.Task[Any]]:
+    return {t for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") not in POOLED_TASKS}
+
+
 FAULT_FILES = ("tests/reliability/test_faults.py",)
 _outcomes: dict[str, bool] = {}
 
@@ -47,10 +57,10 @@ class Harness:
         assert await self.emulator.log.wait_idle(3.0), "upstream request left in flight"
         assert self.gateway.upstream.admission.in_use == 0
         deadline = time.monotonic() + 3.0
-        while len(asyncio.all_tasks()) > self.baseline_tasks and time.monotonic() < deadline:
+        while len(live_tasks()) > self.baseline_tasks and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        extra = len(asyncio.all_tasks()) - self.baseline_tasks
-        assert extra <= 0, f"{extra} asyncio task(s) left behind: {asyncio.all_tasks()}"
+        extra = len(live_tasks()) - self.baseline_tasks
+        assert extra <= 0, f"{extra} asyncio task(s) left behind: {live_tasks()}"
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
@@ -76,7 +86,7 @@ async def make_harness(emulator: EmulatorServer) -> AsyncIterator[HarnessFactory
             await stub.GetMessage(pb.GetMessageRequest(thread_id="thread_warm", message_id="m"))
         await emulator.log.wait_idle()
         emulator.log.clear()
-        harness = Harness(emulator, gw, channel, stub, len(asyncio.all_tasks()))
+        harness = Harness(emulator, gw, channel, stub, len(live_tasks()))
         opened.append(harness)
         return harness
 
