@@ -46,5 +46,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tests.bench
 
+# Bounded mixed traffic with 5 % injected faults; make soak SOAK_SECONDS=60 for a short run.
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	$(PY) -m tests.reliability.soak --seconds $(SOAK_SECONDS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.config import Settings
+from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations.messages import MessageOperations
 from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
@@ -41,9 +42,12 @@ class Gateway:
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
     upstream = UpstreamClient(
-        settings.upstream, default_timeout=settings.server.default_timeout_seconds
+        settings.upstream, default_timeout=settings.server.default_timeout_seconds,
+        reliability=settings.reliability,
     )
-    operations = MessageOperations(upstream)
+    operations = MessageOperations(upstream, IdempotencyStore(
+        settings.reliability.idempotency_window_seconds,
+        settings.reliability.idempotency_max_entries))
     grpc_server = GrpcServer(settings.server, operations)
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0

@@ -46,6 +46,9 @@ class Call:
     upstream_request_id: str | None = None
     upstream_calls: int = 0
     cache: str | None = None
+    #: The consumer's ``idempotency-key`` metadata (CreateMessage's ``request_id`` is the other
+    #: way to send it); validated by the operation, not here.
+    idempotency_key: str | None = None
     #: Upstream headers to return as response metadata (lower-case names).
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -79,6 +79,34 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReliabilitySettings:
+    """Retries, retry budget, circuit breaker, admission and idempotent creates."""
+
+    #: Attempts per upstream exchange, the first included (gRFC A6 caps it at 5).
+    max_attempts: int = 3
+    #: Full-jitter exponential backoff: a retry waits U(0, min(max, initial * 2^n)).
+    initial_backoff_seconds: float = 0.05
+    max_backoff_seconds: float = 2.0
+    #: A retry-after above this is not slept on: the consumer gets it back as RetryInfo.
+    max_retry_after_seconds: float = 60.0
+    #: Time one attempt may take; 0 = all the time left before the consumer's deadline.
+    per_try_timeout_seconds: float = 0.0
+    #: Retry budget (token bucket): each request earns this many retries, up to the burst.
+    retry_budget_ratio: float = 0.2
+    retry_budget_burst: int = 10
+    #: Consecutive upstream failures (5xx, 408, unreachable) that open a profile's circuit.
+    circuit_failure_threshold: int = 5
+    #: Seconds an open circuit fails calls fast before one probe may go through.
+    circuit_open_seconds: float = 5.0
+    #: Upstream requests in flight at once; more wait at most admission_wait_seconds.
+    max_upstream_concurrency: int = 100
+    admission_wait_seconds: float = 0.05
+    #: How long the result of a create with an idempotency key is remembered.
+    idempotency_window_seconds: float = 3600.0
+    idempotency_max_entries: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "info"
     #: "json" (one JSON object per line) or "console".
@@ -90,6 +118,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like the file)."""
@@ -217,7 +246,35 @@ def check_settings(settings: Settings) -> None:
     for key, number in positive.items():
         if number <= 0:
             raise ConfigError(f"{key} must be greater than 0")
+    check_reliability(settings.reliability)
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format must be 'json' or 'console'")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("logging.level must be debug, info, warning or error")
+
+
+def check_reliability(r: ReliabilitySettings) -> None:
+    if not 1 <= r.max_attempts <= 5:
+        raise ConfigError("reliability.max_attempts must be between 1 and 5")
+    positive = {
+        "reliability.initial_backoff_seconds": r.initial_backoff_seconds,
+        "reliability.max_backoff_seconds": r.max_backoff_seconds,
+        "reliability.max_retry_after_seconds": r.max_retry_after_seconds,
+        "reliability.circuit_failure_threshold": r.circuit_failure_threshold,
+        "reliability.circuit_open_seconds": r.circuit_open_seconds,
+        "reliability.max_upstream_concurrency": r.max_upstream_concurrency,
+        "reliability.idempotency_window_seconds": r.idempotency_window_seconds,
+        "reliability.idempotency_max_entries": r.idempotency_max_entries,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"{key} must be greater than 0")
+    not_negative = {
+        "reliability.per_try_timeout_seconds": r.per_try_timeout_seconds,
+        "reliability.retry_budget_ratio": r.retry_budget_ratio,
+        "reliability.retry_budget_burst": r.retry_budget_burst,
+        "reliability.admission_wait_seconds": r.admission_wait_seconds,
+    }
+    for key, number in not_negative.items():
+        if number < 0:
+            raise ConfigError(f"{key} must not be negative")

@@ -38,3 +38,13 @@ AUTH_FAILURES = Counter("gateway_auth_failures_total", "Rejected consumer authen
                         ("reason",), registry=REGISTRY)
 RATE_LIMITED = Counter("gateway_rate_limited_total", "Calls refused by a consumer limit.",
                        ("limit",), registry=REGISTRY)
+UPSTREAM_RETRIES_DENIED = Counter("gateway_upstream_retries_denied_total",
+                                  "Retryable upstream failures not retried, by why "
+                                  "(budget, deadline, attempts, retry_after_too_long).",
+                                  ("why",), registry=REGISTRY)
+ADMISSION_REJECTED = Counter("gateway_admission_rejected_total",
+                             "Upstream requests refused because too many were in flight.",
+                             registry=REGISTRY)
+IDEMPOTENT_REPLAYS = Counter("gateway_idempotent_replays_total",
+                             "Creates answered from an earlier call with the same key, by how "
+                             "(stored, awaited, recovered).", ("how",), registry=REGISTRY)

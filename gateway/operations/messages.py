@@ -12,7 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway import metrics
+from gateway.call import current_call
 from gateway.errors import Internal
+from gateway.operations import idempotency
+from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations import validation as check
 from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES, extra_body
 from gateway.upstream import wire
@@ -56,8 +60,11 @@ def page_query(
 class MessageOperations:
     """Every upstream operation, as the faces see it."""
 
-    def __init__(self, upstream: UpstreamClient) -> None:
+    def __init__(
+        self, upstream: UpstreamClient, idempotency_store: IdempotencyStore | None = None
+    ) -> None:
         self._upstream = upstream
+        self._idempotency = idempotency_store or IdempotencyStore()
         self._allowed_headers = upstream.settings.allowed_extra_headers
 
     async def _call(
@@ -68,6 +75,8 @@ class MessageOperations:
         *,
         query: Mapping[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        idempotent: bool | None = None,
+        recover: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> Any:
         merged_query = dict(query or {})
         merged_query.update(options.extra_query)
@@ -79,6 +88,8 @@ class MessageOperations:
             query=merged_query or None,
             json_body=body,
             extra_headers=dict(options.extra_headers) or None,
+            idempotent=idempotent,
+            recover=recover,
         )
         return response.body
 
@@ -86,14 +97,39 @@ class MessageOperations:
 
     async def create_message(self, req: pb.CreateMessageRequest) -> pb.Message:
         check.check_create(req, self._allowed_headers)
+        key = idempotency.idempotency_key(req)
+        idempotency.check_marker_room(req, keyed=key is not None)
         body: dict[str, Any] = {"role": ROLE_NAMES[req.role], "content": req.content}
         if req.file_ids:
             body["file_ids"] = list(req.file_ids)
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
-        raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
-                               body=body)
-        return convert(wire.message_from_json, raw)
+        if key is None:
+            # No key: sent once; re-sent only if it provably never reached the upstream.
+            raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
+                                   body=body)
+            return convert(wire.message_from_json, raw)
+        consumer = current_call().consumer or "anonymous"
+        mark = idempotency.marker(consumer, key)
+        body["metadata"] = {**body.get("metadata", {}), idempotency.MARKER_KEY: mark}
+
+        async def lookup() -> Any | None:
+            query = {"order": "desc", "limit": str(idempotency.LOOKUP_PAGE)}
+            page = await self._upstream.request("GET", ["threads", req.thread_id, "messages"],
+                                                query=query)
+            found = idempotency.find_marked(page.body, mark)
+            if found is not None:
+                metrics.IDEMPOTENT_REPLAYS.labels("recovered").inc()
+            return found
+
+        async def create(recover: bool) -> pb.Message:
+            found = await lookup() if recover else None
+            if found is None:
+                found = await self._call("POST", ["threads", req.thread_id, "messages"],
+                                         req.options, body=body, idempotent=True, recover=lookup)
+            return convert(wire.message_from_json, found)
+
+        return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create)
 
     async def get_message(self, req: pb.GetMessageRequest) -> pb.Message:
         check.check_get(req, self._allowed_headers)
@@ -107,8 +143,10 @@ class MessageOperations:
         body: dict[str, Any] = {}
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
+        # Metadata is replaced wholesale, so sending the same update twice changes nothing.
         raw = await self._call(
-            "POST", ["threads", req.thread_id, "messages", req.message_id], req.options, body=body
+            "POST", ["threads", req.thread_id, "messages", req.message_id], req.options, body=body,
+            idempotent=True,
         )
         return convert(wire.message_from_json, raw)
 

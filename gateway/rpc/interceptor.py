@@ -8,6 +8,7 @@ swallow ``CancelledError`` (grpc/grpc#43360).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ import structlog
 
 from gateway import metrics
 from gateway.call import Call, bind_call, unbind_call
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unavailable
 from gateway.rpc.status import internal_status, to_grpc_status
 
 log = structlog.get_logger("gateway.rpc")
@@ -27,6 +28,8 @@ log = structlog.get_logger("gateway.rpc")
 RESUME_AFTER_KEY = "resume-after"
 #: Response metadata key carrying the gateway's own id for the call.
 GATEWAY_REQUEST_ID_KEY = "x-gateway-request-id"
+#: Request metadata key carrying an idempotency key (CreateMessage's ``request_id`` alike).
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 #: Services that are not wrapped (no log line, no auth): infrastructure, not consumer calls.
 PASSTHROUGH_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -40,9 +43,18 @@ def _request_id(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def _idempotency_key(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == IDEMPOTENCY_KEY_HEADER:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, draining: asyncio.Event | None = None) -> None:
         self._default_timeout = default_timeout
+        #: Set when the server starts shutting down: streams end with UNAVAILABLE + resume-after.
+        self._draining = draining
 
     async def intercept_service(
         self,
@@ -72,6 +84,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         timeout = self._default_timeout if remaining is None else min(remaining, 10**7)
         call = Call(method=method.rsplit("/", 1)[-1], deadline=time.monotonic() + timeout)
         call.request_id = _request_id(context) or call.request_id
+        call.idempotency_key = _idempotency_key(context)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=call.request_id, method=call.method)
         return call
@@ -118,6 +131,28 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return behavior
 
+    async def _next_page(self, pages: AsyncIterator[Any]) -> Any:
+        """The next page, or UNAVAILABLE as soon as the server starts draining (a stream may
+        wait long for its next upstream page; shutdown must not)."""
+        draining = self._draining
+        if draining is None:
+            return await anext(pages, _END)
+        if draining.is_set():
+            raise _draining_error()
+        fetch = asyncio.ensure_future(_anext(pages))
+        drained = asyncio.ensure_future(draining.wait())
+        try:
+            await asyncio.wait((fetch, drained), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+        if fetch.cancelled():
+            raise _draining_error()
+        return fetch.result()
+
     def _stream(self, method: str, inner: Handler) -> Handler:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._open(method, context)
@@ -128,7 +163,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 async with contextlib.aclosing(inner(request, context)) as pages:
                     first = True
-                    async for page in pages:
+                    while (page := await self._next_page(pages)) is not _END:
                         if first:
                             await context.send_initial_metadata(self._metadata(call))
                             first = False
@@ -148,6 +183,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 unbind_call(token)
 
         return behavior
+
+
+_END: Any = object()
+
+
+async def _anext(pages: AsyncIterator[Any]) -> Any:
+    return await anext(pages, _END)
+
+
+def _draining_error() -> Unavailable:
+    return Unavailable("the gateway is shutting down; call again to resume",
+                       reason="GATEWAY_DRAINING")
 
 
 def _log_call(call: Call, code: grpc.StatusCode, **extra: Any) -> None:

@@ -35,8 +35,11 @@ class GrpcServer:
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._settings = settings
+        #: Set once shutdown begins; in-flight streams then end with UNAVAILABLE + resume-after.
+        self.draining = asyncio.Event()
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(settings.default_timeout_seconds), *(interceptors or [])],
+            interceptors=[CallInterceptor(settings.default_timeout_seconds, self.draining),
+                          *(interceptors or [])],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -70,6 +73,9 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         if self._settings.drain_delay_seconds:
             await asyncio.sleep(self._settings.drain_delay_seconds)
+        # Streams can run for as long as pages keep coming: they end now, resumable; unary calls
+        # get the grace period.
+        self.draining.set()
         await self.server.stop(self._settings.grace_seconds if grace is None else grace)
 
     async def wait(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -24,7 +24,7 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.call import current_call
-from gateway.config import UpstreamSettings
+from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -35,6 +35,15 @@ from gateway.errors import (
     Unavailable,
     UpstreamErrorInfo,
     error_for_upstream_status,
+)
+from gateway.upstream.admission import Admission
+from gateway.upstream.circuit import CircuitBreaker, Circuits
+from gateway.upstream.retry import (
+    AttemptFailed,
+    RetryBudget,
+    RetryPolicy,
+    call_with_retries,
+    parse_retry_after,
 )
 
 log = structlog.get_logger(__name__)
@@ -94,8 +103,15 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         default_timeout: float = 60.0,
+        reliability: ReliabilitySettings | None = None,
     ) -> None:
         self.settings = settings
+        r = reliability or ReliabilitySettings()
+        self.policy = RetryPolicy.from_settings(r)
+        self.budget = RetryBudget(r.retry_budget_ratio, r.retry_budget_burst)
+        self.circuits = Circuits(threshold=r.circuit_failure_threshold,
+                                 open_seconds=r.circuit_open_seconds)
+        self.admission = Admission(r.max_upstream_concurrency, r.admission_wait_seconds)
         self.keys = KeySource(settings)
         self._default_timeout = default_timeout
         base = urlsplit(settings.base_url.rstrip("/"))
@@ -127,47 +143,115 @@ class UpstreamClient:
         query: Mapping[str, str] | None = None,
         json_body: Any = None,
         extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        recover: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> UpstreamResponse:
-        """One upstream exchange, bounded by the current call's deadline."""
+        """One upstream exchange, retried per the policy, bounded by the call's deadline.
+
+        ``idempotent`` (default: GET) allows re-sending a request that reached the upstream;
+        ``recover`` (idempotent creates) is asked before such a re-send whether the first one
+        took effect after all, and its non-None body is the answer.
+        """
         call = current_call()
-        left = call.require_time()
-        budget = self._default_timeout if left is None else left
-        headers = self._headers(extra_headers)
         url = self.url_for(segments)
         content = None
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+        params = dict(query) if query else None
+        breaker = self.circuits.get(call.tenant)
+
+        async def attempt() -> UpstreamResponse:
+            return await self._attempt(method, url, params, content, extra_headers, breaker)
+
+        async def recovered() -> UpstreamResponse | None:
+            assert recover is not None
+            body = await recover()
+            return None if body is None else UpstreamResponse(200, body, {})
+
+        return await call_with_retries(
+            attempt,
+            policy=self.policy,
+            budget=self.budget,
+            idempotent=method == "GET" if idempotent is None else idempotent,
+            remaining=call.remaining,
+            recover=recovered if recover is not None else None,
+        )
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        content: bytes | None,
+        extra_headers: Mapping[str, str] | None,
+        breaker: CircuitBreaker,
+        *,
+        key_retried: bool = False,
+    ) -> UpstreamResponse:
+        """One exchange; a failure worth retrying is raised as AttemptFailed."""
+        call = current_call()
+        left = call.require_time()
+        budget = self._default_timeout if left is None else left
+        per_try = self.policy.per_try_timeout
+        limit = min(budget, per_try) if per_try else budget
+        headers = self._headers(extra_headers)
+        if content is not None:
             headers["content-type"] = "application/json"
         request = self._http.build_request(
-            method,
-            url,
-            params=dict(query) if query else None,
-            content=content,
-            headers=headers,
-            timeout=httpx.Timeout(budget, connect=min(self.settings.connect_timeout_seconds, budget)),
+            method, url, params=params, content=content, headers=headers,
+            timeout=httpx.Timeout(limit, connect=min(self.settings.connect_timeout_seconds, limit)),
         )
-        try:
-            async with asyncio.timeout(budget):
-                status, raw, resp_headers = await self._exchange(request)
-        except TimeoutError:
-            raise DeadlineExceeded("the upstream did not answer within the call's deadline") from None
-        except httpx.TransportError as exc:
-            if isinstance(exc, httpx.TimeoutException) and is_real_timeout(exc):
-                raise DeadlineExceeded(
-                    "the upstream did not answer within the call's deadline") from None
-            raise Unavailable(
-                "the upstream could not be reached", reason="UPSTREAM_UNREACHABLE"
-            ) from exc
-        call.record_upstream(status, resp_headers)
-        if key_rejected(status):
+        with breaker.attempt() as verdict:
+            async with self.admission.slot(left):
+                try:
+                    async with asyncio.timeout(limit):
+                        status, raw, resp_headers = await self._exchange(request)
+                except TimeoutError:
+                    verdict.failure()
+                    raise self._timed_out(limit < budget) from None
+                except httpx.TransportError as exc:
+                    if isinstance(exc, httpx.TimeoutException) and is_real_timeout(exc):
+                        verdict.failure()
+                        raise self._timed_out(limit < budget) from None
+                    verdict.failure()
+                    raise AttemptFailed(
+                        Unavailable("the upstream could not be reached",
+                                    reason="UPSTREAM_UNREACHABLE"),
+                        retryable=True, sent=not never_sent(exc), reason="connection",
+                    ) from exc
+            call.record_upstream(status, resp_headers)
+            if status >= 500 or status == 408:
+                verdict.failure()
+            else:
+                verdict.success()
+        if key_rejected(status) and not key_retried:
             # The key may have just been rotated: read it again once before failing.
             old = headers.get("authorization")
             self.keys.refresh()
             if self._headers(None).get("authorization") != old:
-                return await self.request(
-                    method, segments, query=query, json_body=json_body, extra_headers=extra_headers
-                )
-        return UpstreamResponse(status, self._parse(status, raw, resp_headers), resp_headers)
+                return await self._attempt(method, url, params, content, extra_headers, breaker,
+                                           key_retried=True)
+        if 200 <= status < 300:
+            try:
+                return UpstreamResponse(status, self._parse(status, raw, resp_headers),
+                                        resp_headers)
+            except Internal as exc:
+                # A cut or garbled body is a transport accident as often as a bug: retry it.
+                raise AttemptFailed(exc, retryable=True, sent=True, reason="invalid_body") from None
+        error = upstream_error(status, raw, resp_headers)
+        if self.policy.retryable_status(status, resp_headers):
+            raise AttemptFailed(error, retryable=True, sent=True, reason=f"http_{status}",
+                                retry_after=error.details.retry_after)
+        raise error
+
+    @staticmethod
+    def _timed_out(per_try: bool) -> Exception:
+        if per_try:
+            return AttemptFailed(
+                Unavailable("the upstream did not answer in time", reason="UPSTREAM_TIMEOUT"),
+                retryable=True, sent=True, reason="per_try_timeout",
+            )
+        return DeadlineExceeded("the upstream did not answer within the call's deadline")
 
     def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
@@ -214,6 +298,16 @@ class UpstreamClient:
         raise upstream_error(status, raw, headers)
 
 
+def never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request provably never reached the upstream (the connection was refused), so
+    even a create may be sent again."""
+    if isinstance(exc, httpx.ConnectError):
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(
+        cause, aiohttp.ClientSSLError)
+
+
 def is_real_timeout(exc: httpx.TimeoutException) -> bool:
     """Whether a timeout is one. httpx-aiohttp maps every aiohttp connection error (refused,
     reset, server disconnected) to ``httpx.ConnectTimeout``; its cause tells the truth."""
@@ -230,21 +324,6 @@ def _too_large() -> GatewayError:
         "the upstream response is larger than the gateway accepts",
         reason="UPSTREAM_RESPONSE_TOO_LARGE",
     )
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the upstream asks us to wait (``retry-after-ms`` first), or None."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if seconds >= 0 and seconds == seconds:  # NaN guard
-            return seconds
-    return None
 
 
 def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:

@@ -1,0 +1,55 @@
+"""Admission: a bound on upstream requests in flight, with a short wait instead of a queue.
+
+The bound sits at (or below) the HTTP pool size, so requests never queue inside the connection
+pool, where cancellation under contention has leaked slots for good (encode/httpcore#1093). A
+request that cannot get a slot within ``wait`` seconds (or the time left before its deadline, if
+shorter) gets RESOURCE_EXHAUSTED at once: under overload consumers hear "back off" quickly rather
+than timing out in a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from gateway import metrics
+from gateway.errors import ResourceExhausted
+
+#: ErrorInfo reason of a request refused here (nothing was sent upstream).
+ADMISSION_REASON = "GATEWAY_UPSTREAM_CONCURRENCY_LIMIT"
+
+
+class Admission:
+    def __init__(self, limit: int, wait: float) -> None:
+        self.limit = limit
+        self.wait = wait
+        self._slots = asyncio.Semaphore(limit)
+        self._in_use = 0
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @contextlib.asynccontextmanager
+    async def slot(self, left: float | None) -> AsyncIterator[None]:
+        wait = self.wait if left is None else max(0.0, min(self.wait, left))
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(wait):
+                    await self._slots.acquire()
+            except TimeoutError:
+                metrics.ADMISSION_REJECTED.inc()
+                raise ResourceExhausted(
+                    "the gateway has too many upstream requests in flight; retry shortly",
+                    reason=ADMISSION_REASON,
+                    retry_after=max(self.wait, 0.01),
+                ) from None
+        else:
+            await self._slots.acquire()
+        self._in_use += 1
+        try:
+            yield
+        finally:
+            self._in_use -= 1
+            self._slots.release()

@@ -1,0 +1,150 @@
+"""The idempotency window, and keyed creates through a real gateway and emulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.errors import InvalidArgument, NotFound, Unavailable, UpstreamErrorInfo
+from gateway.operations.idempotency import IdempotencyStore, fingerprint, may_have_happened
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def req(content: str = "hi", key: str = "k") -> pb.CreateMessageRequest:
+    return pb.CreateMessageRequest(thread_id="thread_1", role=pb.ROLE_USER, content=content,
+                                   request_id=key)
+
+
+async def test_store_same_key_returns_the_first_result_within_the_window() -> None:
+    clock = Clock()
+    store = IdempotencyStore(window=10, clock=clock)
+    made: list[bool] = []
+
+    async def create(recover: bool) -> pb.Message:
+        made.append(recover)
+        return pb.Message(id=f"msg_{len(made)}")
+
+    first = await store.run("c", "k", fingerprint(req()), create)
+    again = await store.run("c", "k", fingerprint(req()), create)
+    other_consumer = await store.run("c2", "k", fingerprint(req()), create)
+    assert first.id == again.id == "msg_1" and other_consumer.id == "msg_2"
+    clock.now = 11
+    assert (await store.run("c", "k", fingerprint(req()), create)).id == "msg_3"
+
+
+async def test_store_key_reused_with_another_request_invalid_argument() -> None:
+    store = IdempotencyStore()
+
+    async def create(recover: bool) -> pb.Message:
+        return pb.Message(id="msg_1")
+
+    await store.run("c", "k", fingerprint(req("a")), create)
+    with pytest.raises(InvalidArgument) as info:
+        await store.run("c", "k", fingerprint(req("b")), create)
+    assert info.value.details.field_violations[0].field == "request_id"
+
+
+async def test_store_concurrent_duplicates_wait_for_the_first() -> None:
+    store = IdempotencyStore()
+    calls = 0
+
+    async def create(recover: bool) -> pb.Message:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return pb.Message(id="msg_1")
+
+    results = await asyncio.gather(*(store.run("c", "k", "f", create) for _ in range(10)))
+    assert calls == 1 and {m.id for m in results} == {"msg_1"}
+
+
+async def test_store_ambiguous_failure_next_call_recovers_first() -> None:
+    store = IdempotencyStore()
+    seen: list[bool] = []
+
+    async def failing(recover: bool) -> pb.Message:
+        seen.append(recover)
+        raise Unavailable("lost")
+
+    with pytest.raises(Unavailable) as info:
+        await store.run("c", "k", "f", failing)
+    assert info.value.details.metadata["request_id"] == "k"
+
+    async def create(recover: bool) -> pb.Message:
+        seen.append(recover)
+        return pb.Message(id="msg_1")
+
+    await store.run("c", "k", "f", create)
+    assert seen == [False, True]
+
+
+async def test_store_definite_failure_forgets_the_key() -> None:
+    store = IdempotencyStore()
+
+    async def failing(recover: bool) -> pb.Message:
+        raise NotFound("no thread", upstream=UpstreamErrorInfo(status=404))
+
+    with pytest.raises(NotFound):
+        await store.run("c", "k", "f", failing)
+    assert len(store) == 0
+
+
+async def test_store_bounded_in_count() -> None:
+    store = IdempotencyStore(max_entries=3)
+
+    async def create(recover: bool) -> pb.Message:
+        return pb.Message(id="m")
+
+    for i in range(10):
+        await store.run("c", f"k{i}", "f", create)
+    assert len(store) <= 4
+
+
+def test_may_have_happened_classification() -> None:
+    assert may_have_happened(Unavailable("x", upstream=UpstreamErrorInfo(status=500)))
+    assert may_have_happened(asyncio.CancelledError())
+    assert not may_have_happened(Unavailable("x", reason="UPSTREAM_CIRCUIT_OPEN"))
+    assert not may_have_happened(InvalidArgument("x", upstream=UpstreamErrorInfo(status=400)))
+
+
+# -- through the gateway ---------------------------------------------------------------------------
+
+
+async def test_create_concurrent_duplicates_one_upstream_create(stub, emulator) -> None:  # type: ignore[no-untyped-def]
+    thread_id = emulator.store.create_thread()["id"]
+    emulator.faults.set_latency("createMessage", 0.2)
+    request = pb.CreateMessageRequest(thread_id=thread_id, role=pb.ROLE_USER, content="x",
+                                      request_id="dup")
+    results = await asyncio.gather(*(stub.CreateMessage(request, timeout=5) for _ in range(8)))
+    assert len({m.id for m in results}) == 1
+    assert emulator.log.count("createMessage") == 1
+    assert len(emulator.store.message_ids(thread_id)) == 1
+
+
+async def test_create_key_header_and_field_disagree_invalid_argument(stub, emulator) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateMessage(pb.CreateMessageRequest(
+            thread_id="thread_1", role=pb.ROLE_USER, content="x", request_id="a"),
+            metadata=(("idempotency-key", "b"),), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request_id" in info.value.details()
+    assert emulator.log.count() == 0
+
+
+async def test_create_reserved_marker_key_invalid_argument(stub, emulator) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateMessage(pb.CreateMessageRequest(
+            thread_id="thread_1", role=pb.ROLE_USER, content="x",
+            metadata=pb.Metadata(entries={"gateway_idempotency_key": "spoof"})), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert emulator.log.count() == 0
