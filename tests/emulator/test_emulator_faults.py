@@ -156,19 +156,20 @@ async def test_stale_cursor_never_advances(upstream: EmulatorServer, client: htt
 
 async def test_latency_rule_and_setting(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
     url = f"/threads/{thread_id}/messages"
-    upstream.faults.set_latency("listMessages", 0.05)
-    upstream.faults.add("listMessages", "latency", times=1, seconds=0.1)
+    # Delays far apart, so a loaded machine cannot blur which ones were applied.
+    upstream.faults.set_latency("listMessages", 0.3)
+    upstream.faults.add("listMessages", "latency", times=1, seconds=0.6)
     started = time.monotonic()
     await client.get(url)
-    assert time.monotonic() - started >= 0.15
+    assert time.monotonic() - started >= 0.9
     started = time.monotonic()
     await client.get(url)
     elapsed = time.monotonic() - started
-    assert 0.05 <= elapsed < 0.15
+    assert 0.3 <= elapsed < 0.9
     upstream.faults.clear()
     started = time.monotonic()
     await client.get(url)
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.3
 
 
 async def test_client_cancel_during_latency_is_observed(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:

@@ -97,7 +97,8 @@ async def test_stream_empty_thread_is_200_with_no_lines(
 async def test_stream_error_before_first_line_is_an_error_status(
     http: httpx.AsyncClient, emulator: EmulatorServer
 ) -> None:
-    emulator.faults.add("listMessages", "status", times=1, status=429)
+    # x-should-retry: false, so the gateway's read retries pass the 429 straight on.
+    emulator.faults.add("listMessages", "status", times=1, status=429, should_retry=False)
     response = await http.get("/threads/thread_missing/messages:stream")
     assert response.status_code == 429
     assert response.json()["error"]["type"] == "requests"  # the upstream's own words, kept

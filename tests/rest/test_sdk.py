@@ -93,7 +93,9 @@ def test_sdk_sync_error_classes_match_the_failures(
     assert threaded.emulator.log.count("listMessages") == 0
     assert threaded.emulator.log.count("createMessage") == 0
 
-    threaded.emulator.faults.add("getMessage", "status", times=1, status=429, retry_after="7")
+    # should_retry=False (x-should-retry: false): the gateway's read retries pass it straight on.
+    threaded.emulator.faults.add("getMessage", "status", times=1, status=429, retry_after="7",
+                                 should_retry=False)
     with pytest.raises(openai.RateLimitError) as limited:
         messages.retrieve("msg_unknown", thread_id=thread_id)
     assert limited.value.response.headers["retry-after"] == "7"
@@ -155,10 +157,10 @@ async def test_sdk_async_error_classes_match_the_failures(
     with pytest.raises(openai.BadRequestError) as bad_role:
         await messages.create(thread_id, role="system", content="x")  # type: ignore[arg-type]
     assert bad_role.value.param == "role"
-    emulator.faults.add("listMessages", "status", times=1, status=429)
+    emulator.faults.add("listMessages", "status", times=1, status=429, should_retry=False)
     with pytest.raises(openai.RateLimitError):
         await messages.list(thread_id)
-    emulator.faults.add("getMessage", "status", times=1, status=503)
+    emulator.faults.add("getMessage", "status", times=1, status=503, should_retry=False)
     with pytest.raises(openai.InternalServerError) as unavailable:
         await messages.retrieve("msg_x", thread_id=thread_id)
     assert unavailable.value.status_code == 503
