@@ -70,7 +70,7 @@ async def walk_pages(
     try:
         pending = asyncio.ensure_future(fetch(start))
         pending.add_done_callback(_retrieve)
-        for _ in range(max_pages):
+        for number in range(1, max_pages + 1):
             page = await pending
             pending = None
             items = page.data
@@ -90,9 +90,10 @@ async def walk_pages(
                         reason="UPSTREAM_CURSOR_STUCK",
                     )
                 seen.add(cursor)
-                # The one page of prefetch: fetched while this page is being written.
-                pending = asyncio.ensure_future(fetch(cursor))
-                pending.add_done_callback(_retrieve)
+                if number < max_pages:
+                    # The one page of prefetch: fetched while this page is being written.
+                    pending = asyncio.ensure_future(fetch(cursor))
+                    pending.add_done_callback(_retrieve)
             yield page
             if not more:
                 return
