@@ -24,6 +24,7 @@ from gateway.upstream.client import UpstreamClient
 from gateway.upstream.pagination import walk_pages
 
 T = TypeVar("T")
+S = TypeVar("S", pb.MessagePage, pb.MessageFilePage)
 
 #: Page size of a stream when the consumer leaves ``limit`` at 0.
 STREAM_DEFAULT_LIMIT = 100
@@ -171,21 +172,13 @@ class MessageOperations:
     async def stream_messages(self, req: pb.StreamMessagesRequest) -> AsyncIterator[pb.MessagePage]:
         check.check_list_messages(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
-        backwards = bool(req.before)
 
-        def fetch(cursor: str | None) -> Awaitable[pb.ListMessagesResponse]:
-            if backwards:
-                return self._message_page(req, after="", before=cursor or "", limit=limit)
-            return self._message_page(req, after=cursor or "", before="", limit=limit)
+        def fetch(after: str, before: str) -> Awaitable[pb.ListMessagesResponse]:
+            return self._message_page(req, after=after, before=before, limit=limit)
 
-        pages = walk_pages(fetch, start=req.before or req.after or None, backwards=backwards,
-                           max_items=req.max_items)
-        async with contextlib.aclosing(pages):
-            index = 0
+        async with contextlib.aclosing(stream_pages(fetch, req, pb.MessagePage)) as pages:
             async for page in pages:
-                yield pb.MessagePage(data=page.data, resume_after=page.data[-1].id,
-                                     page_index=index)
-                index += 1
+                yield page
 
     # -- message files --------------------------------------------------------------------------
 
@@ -224,18 +217,38 @@ class MessageOperations:
     ) -> AsyncIterator[pb.MessageFilePage]:
         check.check_list_files(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
-        backwards = bool(req.before)
 
-        def fetch(cursor: str | None) -> Awaitable[pb.ListMessageFilesResponse]:
-            if backwards:
-                return self._file_page(req, after="", before=cursor or "", limit=limit)
-            return self._file_page(req, after=cursor or "", before="", limit=limit)
+        def fetch(after: str, before: str) -> Awaitable[pb.ListMessageFilesResponse]:
+            return self._file_page(req, after=after, before=before, limit=limit)
 
-        pages = walk_pages(fetch, start=req.before or req.after or None, backwards=backwards,
-                           max_items=req.max_items)
-        async with contextlib.aclosing(pages):
-            index = 0
+        async with contextlib.aclosing(stream_pages(fetch, req, pb.MessageFilePage)) as pages:
             async for page in pages:
-                yield pb.MessageFilePage(data=page.data, resume_after=page.data[-1].id,
-                                         page_index=index)
-                index += 1
+                yield page
+
+
+async def stream_pages(
+    fetch: Callable[[str, str], Awaitable[Any]],
+    req: pb.StreamMessagesRequest | pb.StreamMessageFilesRequest,
+    page_type: type[S],
+) -> AsyncIterator[S]:
+    """Walk a list for a stream request and wrap each upstream page with its resume cursor.
+
+    Without ``before`` the walk goes forwards from ``after``. With ``before`` it goes backwards,
+    and ``after`` stays on every request as the window's far bound, so the walk stops there.
+    """
+    backwards = bool(req.before)
+    floor = req.after
+
+    def fetch_at(cursor: str | None) -> Awaitable[Any]:
+        return fetch(floor, cursor or "") if backwards else fetch(cursor or "", "")
+
+    start = (req.before if backwards else req.after) or None
+    walk = walk_pages(fetch_at, start=start, backwards=backwards, max_items=req.max_items)
+    async with contextlib.aclosing(walk) as pages:
+        index = 0
+        async for page in pages:
+            if backwards:
+                yield page_type(data=page.data, resume_before=page.data[0].id, page_index=index)
+            else:
+                yield page_type(data=page.data, resume_after=page.data[-1].id, page_index=index)
+            index += 1

@@ -26,6 +26,8 @@ log = structlog.get_logger("gateway.rpc")
 
 #: Metadata key carrying the last id a failed stream delivered (resume with after=<it>).
 RESUME_AFTER_KEY = "resume-after"
+#: The same for streams walking backwards (started with ``before``): resume with before=<it>.
+RESUME_BEFORE_KEY = "resume-before"
 #: Response metadata key carrying the gateway's own id for the call.
 GATEWAY_REQUEST_ID_KEY = "x-gateway-request-id"
 #: Request metadata key carrying an idempotency key (CreateMessage's ``request_id`` alike).
@@ -154,11 +156,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return fetch.result()
 
     def _stream(self, method: str, inner: Handler) -> Handler:
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # A coroutine writing with context.write, not an async generator: when the consumer
+        # cancels (or its deadline passes) while a write waits on flow control, the cancellation
+        # lands here, inside this task, and the aclosing() below closes the page walker at once.
+        # An async generator suspended at `yield` would instead be finalised later by the loop's
+        # asyncgen hook, in another task and context - the upstream fetch outliving the call.
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> None:
             call = self._open(method, context)
             token = bind_call(call)
             code = grpc.StatusCode.OK
-            last_id = ""
+            resume: dict[str, str] = {}
             items = 0
             try:
                 async with contextlib.aclosing(inner(request, context)) as pages:
@@ -167,15 +174,24 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                         if first:
                             await context.send_initial_metadata(self._metadata(call))
                             first = False
-                        yield page
-                        last_id = page.resume_after
+                        await context.write(page)
+                        resume = _resume_metadata(page)
                         items += len(page.data)
             except Exception as exc:
+                if isinstance(exc, grpc.aio.InternalError) or context.cancelled():
+                    # The consumer went away while a write waited: grpc core fails the write
+                    # (ExecuteBatchError, an aio InternalError) before it cancels this task, and
+                    # no status can reach the consumer any more. grpc's own handler wrapper
+                    # treats that error as the cancellation it is, so it is re-raised, unmapped.
+                    code = grpc.StatusCode.CANCELLED
+                    raise
                 code = exc.grpc_code if isinstance(exc, GatewayError) else grpc.StatusCode.INTERNAL
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
-                await self._fail(context, call, exc, {RESUME_AFTER_KEY: last_id} if last_id else None)
+                await self._fail(context, call, exc, resume or None)
             except BaseException:
+                # Re-raised, never swallowed: grpc.aio leaks on handlers that return normally
+                # after a cancellation (grpc/grpc#43360).
                 code = grpc.StatusCode.CANCELLED
                 raise
             finally:
@@ -195,6 +211,14 @@ async def _anext(pages: AsyncIterator[Any]) -> Any:
 def _draining_error() -> Unavailable:
     return Unavailable("the gateway is shutting down; call again to resume",
                        reason="GATEWAY_DRAINING")
+
+
+def _resume_metadata(page: Any) -> dict[str, str]:
+    """The trailing metadata naming where a failed stream resumes: the cursor of the last page
+    written, ``resume-after`` on forward walks, ``resume-before`` on backward ones."""
+    if page.resume_before:
+        return {RESUME_BEFORE_KEY: page.resume_before}
+    return {RESUME_AFTER_KEY: page.resume_after}
 
 
 def _log_call(call: Call, code: grpc.StatusCode, **extra: Any) -> None:

@@ -1,16 +1,20 @@
 """The page walker behind server-streamed pagination.
 
 It follows the upstream's Stripe-style cursors page after page and prefetches at most one page:
-while page N is being written to the consumer, page N+1 is fetched. Nothing runs further ahead,
-so a slow consumer holds the walker (and the upstream) still. Closing the walker - the consumer
-cancelled, its deadline passed - cancels the in-flight fetch and waits for it to unwind, so no task
-and no upstream connection outlives the stream.
+the fetch of page N+1 starts as soon as page N has arrived, and runs while page N is handed to
+the consumer. Nothing runs further ahead: the walker resumes (and starts the fetch of N+2) only
+when the consumer asks for the next page, which a gRPC handler does once gRPC core has accepted
+the previous write - and gRPC core accepts a write only as HTTP/2 flow control lets it through.
+So a slow consumer holds the walker, and the upstream, still.
+
+Closing the walker (the consumer cancelled, its deadline passed, the handler failed) cancels the
+in-flight fetch and waits for it to unwind, so no task and no upstream connection outlives the
+stream. The walker never swallows a cancellation aimed at its own task (RELIABILITY.md §2.9).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -24,17 +28,21 @@ class Page(Protocol):
     def data(self) -> list: ...  # pragma: no cover - protocol
     @property
     def has_more(self) -> bool: ...  # pragma: no cover - protocol
-    def HasField(self, name: str) -> bool: ...  # pragma: no cover - protocol  # noqa: N802
-    @property
-    def first_id(self) -> str: ...  # pragma: no cover - protocol
-    @property
-    def last_id(self) -> str: ...  # pragma: no cover - protocol
 
 
 P = TypeVar("P", bound=Page)
 
-#: Upper bound on pages in one stream: an upstream that never ends stops here.
-MAX_PAGES = 100_000
+#: Upper bound on pages in one stream: an upstream that never ends (fresh cursors forever, e.g. a
+#: thread being appended to faster than it is read) stops here. 10,000 pages of the largest page
+#: size are a million items, far beyond any real thread.
+MAX_PAGES = 10_000
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a fetch's outcome as seen: a prefetch that failed while nobody awaited it (the stream
+    was closed first) must not log "Task exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def walk_pages(
@@ -47,49 +55,52 @@ async def walk_pages(
 ) -> AsyncIterator[P]:
     """Yield upstream pages in walk order.
 
-    ``fetch(cursor)`` fetches the page after (or, ``backwards``, before) ``cursor``. Forward walks
-    continue from each page's last id; backward walks from each page's first id, so they move
-    towards the start of the list one page at a time while each page keeps list order. The walk
-    ends on an empty page, on ``has_more: false``, or once ``max_items`` items were yielded.
+    ``fetch(cursor)`` fetches the page after (or, ``backwards``, before) ``cursor``; ``None`` is
+    the walk's first page. Forward walks continue from each page's last id; backward walks from
+    each page's first id, so they move towards the start of the list one page at a time while
+    each page keeps list order. The walk ends on an empty page, on ``has_more: false``, or once
+    ``max_items`` items were yielded (the last page is cut to fit).
+
+    Raises ``Internal`` (reason ``UPSTREAM_CURSOR_STUCK``) when a cursor repeats - the upstream
+    ignored it and would be walked forever - and ``UPSTREAM_LIST_ENDLESS`` after ``max_pages``.
     """
     seen: set[str] = set()
-    cursor = start
-    pending: asyncio.Task[P] | None = asyncio.ensure_future(fetch(cursor))
     sent = 0
+    pending: asyncio.Task[P] | None = None
     try:
-        for _ in range(max_pages):
-            assert pending is not None
+        pending = asyncio.ensure_future(fetch(start))
+        pending.add_done_callback(_retrieve)
+        for number in range(1, max_pages + 1):
             page = await pending
             pending = None
             items = page.data
+            if not items:
+                return
             if max_items and sent + len(items) >= max_items:
                 del items[max_items - sent:]
-                if items:
-                    yield page
-                return
-            if not items:
+                yield page
                 return
             sent += len(items)
             more = page.has_more
             if more:
                 cursor = items[0].id if backwards else items[-1].id
-                if cursor in seen:
+                if cursor in seen or cursor == start:
                     raise Internal(
                         "the upstream's pagination cursor did not advance",
                         reason="UPSTREAM_CURSOR_STUCK",
                     )
                 seen.add(cursor)
-                pending = asyncio.ensure_future(fetch(cursor))
+                if number < max_pages:
+                    # The one page of prefetch: fetched while this page is being written.
+                    pending = asyncio.ensure_future(fetch(cursor))
+                    pending.add_done_callback(_retrieve)
             yield page
             if not more:
                 return
         raise Internal("the upstream list did not end", reason="UPSTREAM_LIST_ENDLESS")
     finally:
-        if pending is not None:
+        if pending is not None and not pending.done():
             pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
-            # The suppress above must not swallow a cancellation aimed at this task itself.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            # asyncio.wait never raises the fetch's own outcome (its CancelledError included),
+            # but does raise a cancellation of *this* task: nothing aimed at us is swallowed.
+            await asyncio.wait((pending,))

@@ -1,2 +1,1 @@
-"""Benchmarks: each module exposes ``async def run() -> list[dict]`` (rows: benchmark, case,
-figures, ratio, target), measured against a baseline in the same run."""
+"""Benchmarks: `python -m tests.bench` (make bench); each module exposes `async def run()`."""

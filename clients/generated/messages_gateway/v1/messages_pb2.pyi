@@ -203,24 +203,28 @@ class ListMessageFilesResponse(_message.Message):
     def __init__(self, object: _Optional[str] = ..., data: _Optional[_Iterable[_Union[MessageFile, _Mapping]]] = ..., first_id: _Optional[str] = ..., last_id: _Optional[str] = ..., has_more: _Optional[bool] = ...) -> None: ...
 
 class MessagePage(_message.Message):
-    __slots__ = ("data", "resume_after", "page_index")
+    __slots__ = ("data", "resume_after", "page_index", "resume_before")
     DATA_FIELD_NUMBER: _ClassVar[int]
     RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
     PAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESUME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     data: _containers.RepeatedCompositeFieldContainer[Message]
     resume_after: str
     page_index: int
-    def __init__(self, data: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., resume_after: _Optional[str] = ..., page_index: _Optional[int] = ...) -> None: ...
+    resume_before: str
+    def __init__(self, data: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., resume_after: _Optional[str] = ..., page_index: _Optional[int] = ..., resume_before: _Optional[str] = ...) -> None: ...
 
 class MessageFilePage(_message.Message):
-    __slots__ = ("data", "resume_after", "page_index")
+    __slots__ = ("data", "resume_after", "page_index", "resume_before")
     DATA_FIELD_NUMBER: _ClassVar[int]
     RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
     PAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESUME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     data: _containers.RepeatedCompositeFieldContainer[MessageFile]
     resume_after: str
     page_index: int
-    def __init__(self, data: _Optional[_Iterable[_Union[MessageFile, _Mapping]]] = ..., resume_after: _Optional[str] = ..., page_index: _Optional[int] = ...) -> None: ...
+    resume_before: str
+    def __init__(self, data: _Optional[_Iterable[_Union[MessageFile, _Mapping]]] = ..., resume_after: _Optional[str] = ..., page_index: _Optional[int] = ..., resume_before: _Optional[str] = ...) -> None: ...
 
 class RequestOptions(_message.Message):
     __slots__ = ("extra_query", "extra_body", "extra_headers")
