@@ -369,8 +369,10 @@ async def test_stream_resumed_after_a_failure_yields_the_exact_list(
         async for page in call:
             received.extend(m.id for m in page.data)
             if page.page_index == 1:
-                emulator.faults.add("listMessages", kind, times=1, **params)
+                # Enough failures in a row to outlast the gateway's read retries.
+                emulator.faults.add("listMessages", kind, times=10, **params)
     assert err.value.code() != grpc.StatusCode.OK
+    emulator.faults.clear(latency=False)
     resume = dict(err.value.trailing_metadata())["resume-after"]
     assert resume == received[-1]
     assert 10 <= len(received) < 47
@@ -392,7 +394,8 @@ async def test_stream_backwards_resumed_with_resume_before_yields_the_exact_walk
         async for page in stub.StreamMessages(request, timeout=10):
             received.extend(m.id for m in page.data)
             if page.page_index == 1:
-                emulator.faults.add("listMessages", "status", times=1, status=503)
+                emulator.faults.add("listMessages", "status", times=10, status=503)
+    emulator.faults.clear(latency=False)
     trailing = dict(err.value.trailing_metadata())
     assert "resume-after" not in trailing
     resume = trailing["resume-before"]

@@ -265,4 +265,5 @@ async def test_walk_pages_failed_prefetch_of_a_closed_walk_is_not_reported_unret
         await asyncio.sleep(0)
     finally:
         loop.set_exception_handler(None)
-    assert reported == []
+    # gc.collect() may also surface garbage left by earlier tests: only ours counts here.
+    assert [ctx for ctx in reported if isinstance(ctx.get("exception"), Internal)] == []
