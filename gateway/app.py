@@ -8,10 +8,18 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.config import Settings
+from pathlib import Path
+
+import grpc
+
+from gateway.config import AuthSettings, ServerSettings, Settings
+from gateway.credentials.authenticator import Authenticator
+from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
+from gateway.credentials.profiles import UpstreamPool
+from gateway.credentials.reloader import Reloader
 from gateway.operations.messages import MessageOperations
+from gateway.rpc.auth import AuthInterceptor
 from gateway.rpc.server import GrpcServer
-from gateway.upstream.client import UpstreamClient
 
 log = structlog.get_logger("gateway")
 
@@ -21,26 +29,65 @@ class Gateway:
     """A running gateway; built with ``start_gateway``, ended with ``stop``."""
 
     settings: Settings
-    upstream: UpstreamClient
+    #: Profile name → upstream client; "default" is [upstream].
+    upstream: UpstreamPool
     operations: MessageOperations
     grpc: GrpcServer
     grpc_port: int
+    #: None when auth is off.
+    authenticator: Authenticator | None = None
+    reloader: Reloader | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         await self.grpc.drain(grace)
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self.authenticator is not None:
+            await self.authenticator.limits.aclose()
         await self.upstream.aclose()
+
+
+def build_limits(auth: AuthSettings) -> Limits:
+    if auth.limits_backend == "redis":
+        return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
+                           auth.failed_auth_window_seconds)
+    return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
+
+
+def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS when a client CA is too."""
+    if not server.tls_cert:
+        return None
+    chain = Path(server.tls_cert).read_bytes()
+    key = Path(server.tls_key).read_bytes()
+    client_ca = Path(server.tls_client_ca).read_bytes() if server.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
-    upstream = UpstreamClient(
-        settings.upstream, default_timeout=settings.server.default_timeout_seconds
-    )
-    operations = MessageOperations(upstream)
-    grpc_server = GrpcServer(settings.server, operations)
+    upstream = UpstreamPool(settings)
+    operations = MessageOperations(upstream)  # type: ignore[arg-type]  # same request() surface
+    authenticator: Authenticator | None = None
+    reloader: Reloader | None = None
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if settings.auth.enabled:
+        reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
+        reloader.start()
+        authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
+        interceptors.append(AuthInterceptor(authenticator))
+    else:
+        log.warning("auth_disabled", detail="every caller is served under the default profile "
+                    "without a key; set [auth] enabled = true outside loopback")
+    grpc_server = GrpcServer(settings.server, operations, interceptors=interceptors,
+                             credentials=server_credentials(settings.server))
     port = await grpc_server.start(settings.server.grpc_listen)
-    log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url)
-    return Gateway(settings, upstream, operations, grpc_server, port)
+    log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url,
+             auth=settings.auth.enabled, tls=bool(settings.server.tls_cert),
+             mtls=bool(settings.server.tls_client_ca), profiles=sorted(upstream.names))
+    return Gateway(settings, upstream, operations, grpc_server, port, authenticator, reloader)
 
 
 async def serve(settings: Settings) -> None:
@@ -50,6 +97,8 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if gateway.reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, gateway.reloader.trigger)
     await stop.wait()
     log.info("gateway_draining", grace_seconds=settings.server.grace_seconds)
     await gateway.stop()

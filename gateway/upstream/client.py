@@ -85,6 +85,18 @@ def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 
+def build_http_client(
+    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The process's httpx client: no redirects, no proxies from the environment, no auth."""
+    return httpx.AsyncClient(
+        transport=transport or build_transport(settings),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": "messages-gateway/0.1"},
+    )
+
+
 class UpstreamClient:
     """Sends one request to the upstream messages API and returns its parsed JSON."""
 
@@ -94,22 +106,22 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         default_timeout: float = 60.0,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """``http``: a client shared with other profiles' clients (the caller closes it); the
+        credentials go on each request, never on the shared client."""
         self.settings = settings
         self.keys = KeySource(settings)
         self._default_timeout = default_timeout
         base = urlsplit(settings.base_url.rstrip("/"))
         self._origin = f"{base.scheme}://{base.netloc}"
         self._base_path = base.path
-        self._http = httpx.AsyncClient(
-            transport=transport or build_transport(settings),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": "messages-gateway/0.1"},
-        )
+        self._owns_http = http is None
+        self._http = http or build_http_client(settings, transport)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     def url_for(self, segments: Sequence[str]) -> str:
         """The URL of a path made of validated segments, each percent-encoded whole.
