@@ -48,6 +48,8 @@ async def test_canary_keys_never_appear_in_any_output(
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     configure_logging(LoggingSettings(level="debug", format="json"), stream=log_buffer)
+    # The production chain, but uncached: later tests' capture_logs() must still see events.
+    structlog.configure(cache_logger_on_first_use=False)
     emulator = EmulatorServer(api_keys={UPSTREAM_CANARY})
     await emulator.start("127.0.0.1", 0)
     monkeypatch.setenv("MGW_CANARY_UPSTREAM_KEY", UPSTREAM_CANARY)

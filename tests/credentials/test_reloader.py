@@ -48,7 +48,7 @@ async def test_reloader_revocation_under_load_rejects_every_call_after_bound(
     auth_env: AuthEnv, emulator
 ) -> None:
     """S2: 8 workers call continuously; the key is revoked; every call started more than the
-    bound after the revocation is UNAUTHENTICATED, and calls before it were OK."""
+    bound after the revocation is UNAUTHENTICATED, and calls well before it were OK."""
     thread_id = await new_thread(emulator)
     revoked_at: list[float] = []
     outcomes: list[tuple[float, grpc.StatusCode]] = []
@@ -66,14 +66,15 @@ async def test_reloader_revocation_under_load_rejects_every_call_after_bound(
 
     async def revoke() -> None:
         await asyncio.sleep(1.0)
+        revoked_at.append(time.monotonic())  # before the write: the reloader may see it at once
         data = store.read(auth_env.store_path)
         key_id = data.consumers["reader"].keys[0].key_id
         store.write(auth_env.store_path, store.revoke_key(data, key_id, time.time()))
-        revoked_at.append(time.monotonic())
 
     await asyncio.gather(revoke(), *(worker() for _ in range(8)))
     cut = revoked_at[0]
-    before = [code for started, code in outcomes if started < cut]
+    # A call that started just before the cut may authenticate just after it: leave it out.
+    before = [code for started, code in outcomes if started < cut - 0.2]
     after = [code for started, code in outcomes if started > cut + RELOAD_SECONDS + SLACK]
     assert before and set(before) == {grpc.StatusCode.OK}
     assert after and set(after) == {grpc.StatusCode.UNAUTHENTICATED}
