@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway serve|emulator`` (also the ``gateway`` console script)."""
+"""Command line: ``python -m gateway serve|emulator|keys`` (also the ``gateway`` console script)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-url", help="upstream base URL, e.g. http://127.0.0.1:8099/v1")
     emulator = commands.add_parser("emulator", help="run the upstream emulator")
     emulator.add_argument("--listen", default="127.0.0.1:8099", help="HOST:PORT")
+    from gateway.credentials import cli as keys_cli
+
+    keys_cli.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        from gateway.credentials import cli as keys_cli
+
+        return keys_cli.run(args)
     if args.command == "emulator":
         from gateway.emulator.server import serve as serve_emulator
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
+import grpc
 import structlog
 
-from gateway.config import Settings
+from gateway.config import AuthSettings, ServerSettings, Settings
+from gateway.credentials.authenticator import Authenticator
+from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
+from gateway.credentials.profiles import UpstreamPool
+from gateway.credentials.reloader import Reloader
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations.messages import MessageOperations
 from gateway.rest import HttpServer, create_app
+from gateway.rest.auth import rest_authenticator
+from gateway.rpc.auth import AuthInterceptor
 from gateway.rpc.server import GrpcServer
-from gateway.upstream.client import UpstreamClient
 
 log = structlog.get_logger("gateway")
 
@@ -23,56 +30,99 @@ class Gateway:
     """A running gateway; built with ``start_gateway``, ended with ``stop``."""
 
     settings: Settings
-    upstream: UpstreamClient
+    upstream: UpstreamPool
     operations: MessageOperations
     grpc: GrpcServer
     grpc_port: int
     #: The HTTP/JSON face, when ``server.http_listen`` is set.
     http: HttpServer | None = None
     http_port: int = 0
+    #: None when auth is off.
+    authenticator: Authenticator | None = None
+    reloader: Reloader | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         faces = [self.grpc.drain(grace)]
         if self.http is not None:
             faces.append(self.http.stop(grace))
         await asyncio.gather(*faces)
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self.authenticator is not None:
+            await self.authenticator.limits.aclose()
         await self.upstream.aclose()
+
+
+def build_limits(auth: AuthSettings) -> Limits:
+    if auth.limits_backend == "redis":
+        return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
+                           auth.failed_auth_window_seconds)
+    return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
+
+
+def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS when a client CA is too."""
+    if not server.tls_cert:
+        return None
+    chain = Path(server.tls_cert).read_bytes()
+    key = Path(server.tls_key).read_bytes()
+    client_ca = Path(server.tls_client_ca).read_bytes() if server.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
-    upstream = UpstreamClient(
-        settings.upstream, default_timeout=settings.server.default_timeout_seconds,
-        reliability=settings.reliability,
-    )
-    operations = MessageOperations(upstream, IdempotencyStore(
+    upstream = UpstreamPool(settings)
+    operations = MessageOperations(upstream, IdempotencyStore(  # type: ignore[arg-type]
         settings.reliability.idempotency_window_seconds,
         settings.reliability.idempotency_max_entries))
-    grpc_server = GrpcServer(settings.server, operations)
+    authenticator: Authenticator | None = None
+    reloader: Reloader | None = None
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if settings.auth.enabled:
+        reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
+        reloader.start()
+        authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
+        interceptors.append(AuthInterceptor(authenticator))
+    else:
+        log.warning("auth_disabled", detail="every caller is served under the default profile "
+                    "without a key; set [auth] enabled = true outside loopback")
+    grpc_server = GrpcServer(settings.server, operations, interceptors=interceptors,
+                             credentials=server_credentials(settings.server))
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0
     if settings.server.http_listen:
         http_server = HttpServer(settings.server, create_app(
             operations, default_timeout=settings.server.default_timeout_seconds,
-            allowed_extra_headers=settings.upstream.allowed_extra_headers))
+            allowed_extra_headers=settings.upstream.allowed_extra_headers,
+            authenticate=rest_authenticator(authenticator) if authenticator else None))
         try:
             http_port = await http_server.start(settings.server.http_listen)
         except BaseException:
             await grpc_server.drain(0.0)
+            if reloader is not None:
+                await reloader.stop()
             await upstream.aclose()
             raise
     log.info("gateway_started", grpc_port=port, http_port=http_port or None,
-             upstream=settings.upstream.base_url)
-    return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port)
+             upstream=settings.upstream.base_url, auth=settings.auth.enabled,
+             tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
+             profiles=sorted(upstream.names))
+    return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port,
+                   authenticator, reloader)
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain gracefully."""
+    """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials."""
     gateway = await start_gateway(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if gateway.reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, gateway.reloader.trigger)
     await stop.wait()
     log.info("gateway_draining", grace_seconds=settings.server.grace_seconds)
     await gateway.stop()

@@ -38,6 +38,8 @@ class Call:
     #: Absolute ``time.monotonic()`` by which the call must be answered.
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
+    #: The consumer's network address as the face saw it (failed-auth limits are per peer).
+    peer: str = ""
     consumer: str | None = None
     key_id: str | None = None
     #: The upstream profile the call runs under: cache entries and limits never cross tenants.

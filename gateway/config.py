@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -44,6 +45,11 @@ class ServerSettings:
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True
+    #: PEM files; both set = TLS on the gRPC port (otherwise plaintext, for loopback only).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: PEM CA bundle; set = mutual TLS: clients must present a certificate it signed.
+    tls_client_ca: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,46 @@ class ReliabilitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Consumer authentication. OFF by default: without it every caller is served under the
+    "default" profile with no key, no scopes and no limits (fine for ``make demo`` on loopback,
+    never for a shared network)."""
+
+    enabled: bool = False
+    #: The credentials store (JSON, managed with ``python -m gateway keys``).
+    store_path: str = ""
+    #: How often the store file is checked; SIGHUP reloads at once.
+    reload_seconds: float = 1.0
+    #: Per-consumer defaults (the store may override them per consumer); 0 = unlimited.
+    rate_per_second: float = 50.0
+    burst: int = 100
+    max_streams: int = 20
+    #: Failed authentications per peer address per window before the peer is refused.
+    failed_auth_limit: int = 20
+    failed_auth_window_seconds: float = 60.0
+    #: "local" (per replica) or "redis" (shared by every replica).
+    limits_backend: str = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "mgw:limits:"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSettings:
+    """A named upstream profile (``[profiles.NAME]``); the connection settings (timeouts, pool,
+    body cap, transport) are shared and come from ``[upstream]``, which is itself the profile
+    named "default"."""
+
+    name: str = "default"
+    base_url: str = ""
+    api_key: str = ""
+    api_key_env: str = ""
+    api_key_file: str = ""
+    beta: str = "assistants=v1"
+    organization: str = ""
+    project: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "info"
     #: "json" (one JSON object per line) or "console".
@@ -119,6 +165,9 @@ class Settings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    #: Extra upstream profiles by name (from ``[profiles.NAME]`` tables; file only, no env).
+    profiles: tuple[ProfileSettings, ...] = ()
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like the file)."""
@@ -147,8 +196,10 @@ def load_settings(
     for name in raw:
         if name not in sections:
             raise ConfigError(f"unknown config section [{name}]")
-    built: dict[str, Any] = {}
+    built: dict[str, Any] = {"profiles": _profiles(raw.pop("profiles", {}))}
     for f in dataclasses.fields(Settings):
+        if f.name == "profiles":
+            continue
         cls = typing.get_type_hints(Settings)[f.name]
         values = dict(raw.get(f.name, {}))
         if not isinstance(raw.get(f.name, {}), dict):
@@ -161,6 +212,19 @@ def load_settings(
     settings = Settings(**built)
     check_settings(settings)
     return settings
+
+
+def _profiles(raw: Any) -> tuple[ProfileSettings, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[profiles] must contain [profiles.NAME] tables")
+    profiles = []
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[profiles.{name}] must be a table")
+        if "name" in values:
+            raise ConfigError(f"unknown config key profiles.{name}.name")
+        profiles.append(_build(ProfileSettings, {**values, "name": name}, f"profiles.{name}"))
+    return tuple(profiles)
 
 
 def _from_env(text: str, hint: Any) -> Any:
@@ -247,6 +311,12 @@ def check_settings(settings: Settings) -> None:
         if number <= 0:
             raise ConfigError(f"{key} must be greater than 0")
     check_reliability(settings.reliability)
+    server = settings.server
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("server.tls_cert and server.tls_key must be set together")
+    if server.tls_client_ca and not server.tls_cert:
+        raise ConfigError("server.tls_client_ca needs server.tls_cert and server.tls_key")
+    check_auth(settings)
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format must be 'json' or 'console'")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
@@ -278,3 +348,34 @@ def check_reliability(r: ReliabilitySettings) -> None:
     for key, number in not_negative.items():
         if number < 0:
             raise ConfigError(f"{key} must not be negative")
+
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_auth(settings: Settings) -> None:
+    auth = settings.auth
+    if auth.enabled and not auth.store_path:
+        raise ConfigError("auth.store_path is required when auth.enabled is true")
+    if auth.limits_backend not in {"local", "redis"}:
+        raise ConfigError("auth.limits_backend must be 'local' or 'redis'")
+    if auth.reload_seconds <= 0:
+        raise ConfigError("auth.reload_seconds must be greater than 0")
+    if auth.failed_auth_window_seconds <= 0:
+        raise ConfigError("auth.failed_auth_window_seconds must be greater than 0")
+    for key in ("rate_per_second", "burst", "max_streams", "failed_auth_limit"):
+        if getattr(auth, key) < 0:
+            raise ConfigError(f"auth.{key} must not be negative")
+    seen = {"default"}
+    for profile in settings.profiles:
+        where = f"profiles.{profile.name}"
+        if not _PROFILE_NAME.fullmatch(profile.name):
+            raise ConfigError(f"[{where}]: a profile name is 1-64 letters, digits, '.', '_', '-'")
+        if profile.name in seen:
+            raise ConfigError(f"[{where}]: 'default' is the [upstream] section; pick another name")
+        seen.add(profile.name)
+        url = urlsplit(profile.base_url)
+        if url.scheme not in {"http", "https"} or not url.hostname or url.query or url.fragment:
+            raise ConfigError(f"{where}.base_url must be an http(s) URL with a host")
+        if not (profile.api_key or profile.api_key_env or profile.api_key_file):
+            raise ConfigError(f"{where} needs api_key_env or api_key_file")

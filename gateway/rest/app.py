@@ -114,6 +114,7 @@ class RestApi:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             call = open_call(method, request.headers, self._default_timeout)
+            call.peer = request.client.host if request.client else ""
             token = bind_call(call)
             streaming = False
             code, status = "OK", 200

@@ -94,6 +94,18 @@ def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 
+def build_http_client(
+    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The process's httpx client: no redirects, no proxies from the environment, no auth."""
+    return httpx.AsyncClient(
+        transport=transport or build_transport(settings),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": "messages-gateway/0.1"},
+    )
+
+
 class UpstreamClient:
     """Sends one request to the upstream messages API and returns its parsed JSON."""
 
@@ -104,28 +116,31 @@ class UpstreamClient:
         *,
         default_timeout: float = 60.0,
         reliability: ReliabilitySettings | None = None,
+        http: httpx.AsyncClient | None = None,
+        admission: Admission | None = None,
     ) -> None:
+        """``http``: a client shared with other profiles' clients (the caller closes it); the
+        credentials go on each request, never on the shared client."""
         self.settings = settings
         r = reliability or ReliabilitySettings()
         self.policy = RetryPolicy.from_settings(r)
         self.budget = RetryBudget(r.retry_budget_ratio, r.retry_budget_burst)
         self.circuits = Circuits(threshold=r.circuit_failure_threshold,
                                  open_seconds=r.circuit_open_seconds)
-        self.admission = Admission(r.max_upstream_concurrency, r.admission_wait_seconds)
+        # Shared when several profiles share one connection pool: the bound is the pool's.
+        self.admission = admission or Admission(r.max_upstream_concurrency,
+                                                r.admission_wait_seconds)
         self.keys = KeySource(settings)
         self._default_timeout = default_timeout
         base = urlsplit(settings.base_url.rstrip("/"))
         self._origin = f"{base.scheme}://{base.netloc}"
         self._base_path = base.path
-        self._http = httpx.AsyncClient(
-            transport=transport or build_transport(settings),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": "messages-gateway/0.1"},
-        )
+        self._owns_http = http is None
+        self._http = http or build_http_client(settings, transport)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     def url_for(self, segments: Sequence[str]) -> str:
         """The URL of a path made of validated segments, each percent-encoded whole.

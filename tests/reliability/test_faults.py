@@ -225,7 +225,7 @@ async def test_fault_connection_refused_unavailable_fast(
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    h.gateway.upstream._origin = f"http://127.0.0.1:{port}"
+    h.gateway.upstream.client("default")._origin = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     err = await failing(get(h, "thread_x", "msg_x", timeout=5))
     assert err.code() == grpc.StatusCode.UNAVAILABLE

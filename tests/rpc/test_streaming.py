@@ -236,7 +236,8 @@ async def test_stream_cancelled_during_an_upstream_fetch_requests_nothing_more(
     await warm_up(stub, thread_id)
     before = set(asyncio.all_tasks())
     emulator.log.clear()
-    emulator.faults.set_latency("listMessages", 0.3)
+    # A long page latency, so that even a loaded machine sees page 2 in flight when it cancels.
+    emulator.faults.set_latency("listMessages", 1.0)
     call = stub.StreamMessages(pb.StreamMessagesRequest(
         thread_id=thread_id, limit=10, order=pb.ORDER_ASC))
     first = await call.read()
@@ -246,7 +247,7 @@ async def test_stream_cancelled_during_an_upstream_fetch_requests_nothing_more(
                             and emulator.log.in_flight == 1)
     call.cancel()
     assert await eventually(lambda: emulator.log.in_flight == 0)
-    await asyncio.sleep(0.4)  # longer than a page: a page 3 request would have arrived
+    await asyncio.sleep(1.1)  # longer than a page: a page 3 request would have arrived
     assert emulator.log.count("listMessages") == 2
     assert [e.disconnected for e in emulator.log.entries] == [False, True]
     assert await no_tasks_left(before) == []

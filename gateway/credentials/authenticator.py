@@ -1,0 +1,137 @@
+"""``authenticate(authorization, peer, scope) -> Principal``: the one consumer check every face
+calls (gRPC metadata ``authorization`` or the HTTP ``Authorization`` header, same value).
+
+Order, cheapest and safest first:
+
+1. a peer over its failed-authentication limit → ResourceExhausted (its key is not even parsed);
+2. the header must be ``Bearer <key>`` with a well-formed key (length checked before anything
+   else) → otherwise Unauthenticated; nothing derived from a malformed value is ever looked up;
+3. the key id names one record in the in-memory snapshot; the SHA-256 of the presented key is
+   compared with ``hmac.compare_digest``; revoked, expired or unknown → Unauthenticated (one
+   message for all, so a caller learns nothing about which keys exist);
+4. the consumer must hold ``scope`` → PermissionDenied;
+5. the consumer's token bucket → ResourceExhausted with ``retry_after``.
+
+Failures of steps 2 and 3 count against the peer. Messages never quote the presented value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway import metrics
+from gateway.config import AuthSettings
+from gateway.credentials import keys
+from gateway.credentials.limits import Limits, RateLimit, peer_address
+from gateway.credentials.store import Consumer, Snapshot
+from gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+
+BEARER = "bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated consumer: who, with which key, allowed what, under which profile."""
+
+    consumer: str
+    key_id: str
+    scopes: frozenset[str]
+    profile: str
+    limit: RateLimit
+
+
+class Authenticator:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        limits: Limits,
+        settings: AuthSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``snapshot`` returns the current store snapshot (the reloader swaps it)."""
+        self._snapshot = snapshot
+        self.limits = limits
+        self._settings = settings
+        self._clock = clock
+
+    async def authenticate(
+        self, authorization: str | None, peer: str, scope: str | None = None
+    ) -> Principal:
+        address = peer_address(peer)
+        blocked = self.limits.peer_blocked(address)
+        if blocked is not None:
+            metrics.AUTH_FAILURES.labels("peer_blocked").inc()
+            raise ResourceExhausted("too many failed authentications from this address",
+                                    reason="AUTH_FAILURES_EXCEEDED", retry_after=blocked)
+        principal = self._verify(authorization)
+        if principal is None:
+            await self.limits.failed(address)
+            raise Unauthenticated(
+                "a valid gateway key is required: 'authorization: Bearer <key>'",
+                reason="INVALID_GATEWAY_KEY")
+        if scope is not None and scope not in principal.scopes:
+            metrics.AUTH_FAILURES.labels("scope").inc()
+            raise PermissionDenied(f"the key lacks the '{scope}' scope",
+                                   reason="SCOPE_MISSING", metadata={"scope": scope})
+        wait = await self.limits.take(principal.consumer, principal.limit)
+        if wait is not None:
+            metrics.RATE_LIMITED.labels("rate").inc()
+            raise ResourceExhausted("the consumer's request rate limit is exceeded",
+                                    reason="CONSUMER_RATE_LIMITED", retry_after=wait)
+        return principal
+
+    def _verify(self, authorization: str | None) -> Principal | None:
+        if not authorization:
+            metrics.AUTH_FAILURES.labels("missing").inc()
+            return None
+        # Bound the work before any string operation that scales with the input.
+        if len(authorization) > len(BEARER) + keys.KEY_LENGTH + 8:
+            metrics.AUTH_FAILURES.labels("malformed").inc()
+            return None
+        if authorization[: len(BEARER)].lower() != BEARER:
+            metrics.AUTH_FAILURES.labels("malformed").inc()
+            return None
+        presented = authorization[len(BEARER):].strip()
+        key_id = keys.parse_key_id(presented)
+        if key_id is None:
+            metrics.AUTH_FAILURES.labels("malformed").inc()
+            return None
+        found = self._snapshot().by_key_id.get(key_id)
+        if found is None:
+            # Hash anyway: unknown and wrong keys take the same time.
+            keys.matches(presented, "0" * 64)
+            metrics.AUTH_FAILURES.labels("unknown").inc()
+            return None
+        consumer, record = found
+        if not keys.matches(presented, record.hash):
+            metrics.AUTH_FAILURES.labels("unknown").inc()
+            return None
+        if not record.valid_at(self._clock()):
+            metrics.AUTH_FAILURES.labels("revoked" if record.revoked else "expired").inc()
+            return None
+        return Principal(consumer.id, record.key_id, consumer.scopes, consumer.profile,
+                         self._limit(consumer))
+
+    def _limit(self, consumer: Consumer) -> RateLimit:
+        s = self._settings
+        return RateLimit(
+            s.rate_per_second if consumer.rate_per_second is None else consumer.rate_per_second,
+            s.burst if consumer.burst is None else consumer.burst,
+            s.max_streams if consumer.max_streams is None else consumer.max_streams,
+        )
+
+    async def open_stream(self, principal: Principal, lifetime: float) -> str:
+        """A stream lease for ``principal``; ResourceExhausted at the concurrent-stream limit."""
+        lease = await self.limits.open_stream(principal.consumer, principal.limit, lifetime)
+        if lease is None:
+            metrics.RATE_LIMITED.labels("streams").inc()
+            raise ResourceExhausted(
+                "the consumer has too many open streams", reason="CONSUMER_STREAM_LIMIT",
+                retry_after=1.0)
+        return lease
+
+    async def close_stream(self, principal: Principal, lease: str) -> None:
+        await self.limits.close_stream(principal.consumer, lease)

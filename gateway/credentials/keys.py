@@ -1,0 +1,67 @@
+"""Gateway keys: format, generation, hashing and the constant-time check.
+
+A key reads ``mgw_<key id>_<secret>``: ``mgw_`` makes it recognisable to secret scanners and to
+people, the key id (16 hex characters, 64 random bits) is public and names the key in the store,
+logs and the CLI, and the secret is 32 random bytes (256 bits) in URL-safe base64. Only the SHA-256
+of the whole key is stored. The key id lets the store find the one candidate record without ever
+using the raw key as a lookup value; the hash is then compared with ``hmac.compare_digest``.
+
+A 256-bit random secret needs no slow password hash: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+PREFIX = "mgw_"
+KEY_ID_HEX = 16
+SECRET_BYTES = 32
+#: len("mgw_") + 16 + len("_") + 43 (32 bytes in unpadded base64url).
+KEY_LENGTH = len(PREFIX) + KEY_ID_HEX + 1 + 43
+_KEY_RE = re.compile(r"mgw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly generated key: ``secret`` is shown once and never stored."""
+
+    key_id: str
+    secret: str
+    hash: str
+
+    def __repr__(self) -> str:  # a key must not leak through a debug print or a traceback
+        return f"NewKey(key_id={self.key_id!r})"
+
+
+def hash_key(key: str) -> str:
+    """Hex SHA-256 of the whole key (what the store keeps)."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def generate_key() -> NewKey:
+    key_id = secrets.token_hex(KEY_ID_HEX // 2)
+    key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
+    return NewKey(key_id=key_id, secret=key, hash=hash_key(key))
+
+
+def parse_key_id(key: str) -> str | None:
+    """The key id of a well-formed key, else None. The length is checked before the regex so a
+    megabyte of input costs one ``len``."""
+    if len(key) != KEY_LENGTH:
+        return None
+    match = _KEY_RE.fullmatch(key)
+    return match.group(1) if match else None
+
+
+def is_key_id(text: str) -> bool:
+    return len(text) == KEY_ID_HEX and _KEY_ID_RE.fullmatch(text) is not None
+
+
+def matches(key: str, stored_hash: str) -> bool:
+    """Constant-time comparison of a presented key with a stored hash."""
+    return hmac.compare_digest(hash_key(key), stored_hash)

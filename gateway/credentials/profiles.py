@@ -1,0 +1,101 @@
+"""Named upstream profiles and the pool of upstream clients serving them.
+
+A profile is a base URL, a key (from an environment variable or a file re-read when it changes),
+an organization, a project and an ``OpenAI-Beta`` value. ``[upstream]`` is the profile "default";
+``[profiles.NAME]`` tables add more. Every consumer in the credentials store is bound to one
+profile by name, and the authenticated call carries it as ``current_call().tenant``.
+
+All profiles share one httpx client (one connection pool per process): the credentials go on each
+request, so one profile's key can never ride on another profile's request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from gateway.call import current_call
+from gateway.config import ProfileSettings, Settings, UpstreamSettings
+from gateway.errors import Internal
+from gateway.upstream.admission import Admission
+from gateway.upstream.client import UpstreamClient, UpstreamResponse, build_http_client
+
+DEFAULT_PROFILE = "default"
+
+
+def profile_settings(base: UpstreamSettings, profile: ProfileSettings) -> UpstreamSettings:
+    """The full upstream settings of a profile: its own identity, the shared connection knobs."""
+    return dataclasses.replace(
+        base,
+        base_url=profile.base_url,
+        api_key=profile.api_key,
+        api_key_env=profile.api_key_env,
+        api_key_file=profile.api_key_file,
+        beta=profile.beta,
+        organization=profile.organization,
+        project=profile.project,
+    )
+
+
+def all_profiles(settings: Settings) -> dict[str, UpstreamSettings]:
+    profiles = {DEFAULT_PROFILE: settings.upstream}
+    for profile in settings.profiles:
+        profiles[profile.name] = profile_settings(settings.upstream, profile)
+    return profiles
+
+
+class UpstreamPool:
+    """Profile name → UpstreamClient; ``request`` uses the profile of the current call.
+
+    It answers ``request`` and ``settings`` like a single ``UpstreamClient``, so the operations
+    take either one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings.upstream
+        self._http = build_http_client(settings.upstream, transport)
+        r = settings.reliability
+        self.admission = Admission(r.max_upstream_concurrency, r.admission_wait_seconds)
+        self.clients: dict[str, UpstreamClient] = {
+            name: UpstreamClient(profile, default_timeout=settings.server.default_timeout_seconds,
+                                 reliability=r, http=self._http, admission=self.admission)
+            for name, profile in all_profiles(settings).items()
+        }
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.clients)
+
+    def client(self, profile: str) -> UpstreamClient:
+        try:
+            return self.clients[profile]
+        except KeyError:
+            # The store names a profile this process was not configured with: our mistake.
+            raise Internal("the consumer's upstream profile is not configured",
+                           reason="PROFILE_NOT_CONFIGURED") from None
+
+    async def request(
+        self,
+        method: str,
+        segments: Sequence[str],
+        *,
+        query: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        recover: Callable[[], Awaitable[Any | None]] | None = None,
+    ) -> UpstreamResponse:
+        return await self.client(current_call().tenant).request(
+            method, segments, query=query, json_body=json_body, extra_headers=extra_headers,
+            idempotent=idempotent, recover=recover,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,160 @@
+"""Authentication cost: unary GetMessage through a gateway with auth on versus auth off.
+
+Both gateways and the emulator run as separate processes on loopback (the load generator never
+shares their loop or GIL); both gateways get the same upstream and the same load. Rounds alternate
+(on, off, off, on, ...) so drift (CPU frequency, other work) hits both alike; each case reports
+the median round.
+The auth-on gateway runs the whole path — header parse, key-id lookup, SHA-256 + compare_digest,
+scope check, the local token bucket (limit set high enough never to refuse), the audit line.
+
+``ratio`` = auth-on time per request ÷ auth-off time per request (throughput inverse), target
+≤ 1.05. Run alone with ``python -m tests.bench.auth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from gateway.credentials import store
+from gateway.credentials.keys import generate_key
+from gateway.credentials.store import Consumer, KeyRecord, StoreData
+
+ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM_KEY = "sk-bench-auth"
+CONCURRENCY = 32
+ROUNDS = 6
+ROUND_SECONDS = 1.5
+WARMUP_SECONDS = 1.0
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "gateway", *args], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def _ready(port: int, timeout: float = 20.0) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+
+
+async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageRequest,
+                 metadata: tuple[tuple[str, str], ...], seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.monotonic() < end and len(latencies) < 1_000_000:
+            started = time.perf_counter()
+            try:
+                await stub.GetMessage(request, metadata=metadata, timeout=5)
+            except grpc.aio.AioRpcError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    elapsed = time.monotonic() - started
+    ordered = sorted(latencies)
+    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "p50_ms": ordered[len(ordered) // 2] * 1000,
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
+
+
+async def run() -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        key = generate_key()
+        path = Path(tmp) / "credentials.json"
+        store.write(path, StoreData({"bench": Consumer(
+            "bench", frozenset({"read"}), "default", (KeyRecord(key.key_id, key.hash, time.time()),),
+            rate_per_second=1e9, burst=1_000_000_000)}))
+        emu_port, off_port, on_port = _port(), _port(), _port()
+        base = f"http://127.0.0.1:{emu_port}/v1"
+        common = {"OPENAI_API_KEY": UPSTREAM_KEY, "GATEWAY_LOGGING_LEVEL": "warning"}
+        procs = [
+            _spawn(["emulator", "--listen", f"127.0.0.1:{emu_port}"],
+                   {"EMULATOR_API_KEYS": UPSTREAM_KEY}),
+            _spawn(["serve", "--grpc-listen", f"127.0.0.1:{off_port}", "--upstream-url", base],
+                   common),
+            _spawn(["serve", "--grpc-listen", f"127.0.0.1:{on_port}", "--upstream-url", base],
+                   {**common, "GATEWAY_AUTH_ENABLED": "true",
+                    "GATEWAY_AUTH_STORE_PATH": str(path)}),
+        ]
+        try:
+            await _ready(off_port)
+            await _ready(on_port)
+            headers = {"authorization": f"Bearer {UPSTREAM_KEY}", "openai-beta": "assistants=v1"}
+            async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+                thread = (await http.post("/threads", json={})).json()["id"]
+                message = (await http.post(f"/threads/{thread}/messages",
+                                           json={"role": "user", "content": "bench"})).json()["id"]
+            request = pb.GetMessageRequest(thread_id=thread, message_id=message)
+            cases = {"auth off": (off_port, ()),
+                     "auth on": (on_port, (("authorization", f"Bearer {key.secret}"),))}
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+            channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+                        for name, (port, _) in cases.items()}
+            try:
+                stubs = {name: pb_grpc.MessagesServiceStub(ch) for name, ch in channels.items()}
+                for name, (_, metadata) in cases.items():
+                    await _round(stubs[name], request, metadata, WARMUP_SECONDS)
+                for index in range(ROUNDS):
+                    order = list(cases.items())
+                    for name, (_, metadata) in order if index % 2 else reversed(order):
+                        rounds[name].append(
+                            await _round(stubs[name], request, metadata, ROUND_SECONDS))
+            finally:
+                for ch in channels.values():
+                    await ch.close()
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    rows = []
+    baseline = statistics.median(r["rps"] for r in rounds["auth off"])
+    for name, measured in rounds.items():
+        rps = statistics.median(r["rps"] for r in measured)
+        rows.append({
+            "benchmark": "auth", "case": f"GetMessage unary, {name}",
+            "concurrency": CONCURRENCY, "rounds": ROUNDS,
+            "requests": sum(r["requests"] for r in measured),
+            "errors": sum(r["errors"] for r in measured),
+            "rps": round(rps, 1),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in measured), 2),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in measured), 2),
+            "ratio": round(baseline / rps, 3) if rps else float("nan"),
+            "target": "<= 1.05" if name == "auth on" else "baseline",
+        })
+    return rows
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run()), indent=2))

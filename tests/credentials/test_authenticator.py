@@ -1,0 +1,94 @@
+"""authenticate(): the face-neutral check, without any server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway import metrics
+from gateway.config import AuthSettings
+from gateway.credentials.authenticator import Authenticator
+from gateway.credentials.keys import generate_key
+from gateway.credentials.limits import LocalLimits
+from gateway.credentials.store import Consumer, KeyRecord, Snapshot, StoreData
+from gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+
+PEER = "ipv4:10.1.2.3:5555"
+
+
+def make(settings: AuthSettings | None = None, **consumer: object):  # type: ignore[no-untyped-def]
+    key = generate_key()
+    now = time.time()
+    fields = {"keys": (KeyRecord(key.key_id, key.hash, now),), **consumer}
+    data = StoreData({"svc": Consumer("svc", frozenset({"read"}), "p1", **fields)})  # type: ignore[arg-type]
+    snapshot = Snapshot.of(data)
+    settings = settings or AuthSettings(enabled=True, store_path="x")
+    auth = Authenticator(lambda: snapshot, LocalLimits(settings.failed_auth_limit,
+                                                       settings.failed_auth_window_seconds),
+                         settings)
+    return auth, key
+
+
+async def test_authenticate_valid_key_returns_principal_with_profile() -> None:
+    auth, key = make()
+    principal = await auth.authenticate(f"Bearer {key.secret}", PEER, "read")
+    assert (principal.consumer, principal.key_id, principal.profile) == ("svc", key.key_id, "p1")
+    assert principal.scopes == frozenset({"read"})
+    # The scheme is case-insensitive (RFC 9110); surrounding whitespace is tolerated.
+    assert (await auth.authenticate(f"bearer  {key.secret} ", PEER, "read")).consumer == "svc"
+
+
+async def test_authenticate_1mb_header_rejected_fast_without_lookup() -> None:
+    auth, key = make()
+    lookups = []
+    original = auth._snapshot
+    auth._snapshot = lambda: lookups.append(1) or original()  # type: ignore[method-assign]
+    headers = ("Bearer " + "x" * 1024 * 1024, "Bearer " + key.secret + " " * 1024 * 1024)
+    started = time.perf_counter()
+    for header in headers:
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate(header, PEER, "read")
+    assert time.perf_counter() - started < 0.2  # no work proportional to the input
+    assert lookups == []
+
+
+async def test_authenticate_missing_scope_permission_denied_not_counted_as_failure() -> None:
+    auth, key = make(AuthSettings(enabled=True, store_path="x", failed_auth_limit=1))
+    with pytest.raises(PermissionDenied) as caught:
+        await auth.authenticate(f"Bearer {key.secret}", PEER, "write")
+    assert caught.value.details.reason == "SCOPE_MISSING"
+    assert auth.limits.peer_blocked("10.1.2.3") is None
+
+
+async def test_authenticate_expired_key_unauthenticated() -> None:
+    key = generate_key()
+    record = KeyRecord(key.key_id, key.hash, 0.0, expires=time.time() - 1)
+    snapshot = Snapshot.of(StoreData({"svc": Consumer("svc", frozenset({"read"}), "default",
+                                                      (record,))}))
+    auth = Authenticator(lambda: snapshot, LocalLimits(0, 60.0), AuthSettings())
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(f"Bearer {key.secret}", PEER, "read")
+
+
+async def test_authenticate_failures_counted_per_address_not_per_port() -> None:
+    auth, key = make(AuthSettings(enabled=True, store_path="x", failed_auth_limit=3))
+    for port in (1, 2, 3):
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate("Bearer nope", f"ipv4:10.1.2.3:{port}", "read")
+    with pytest.raises(ResourceExhausted) as caught:
+        await auth.authenticate(f"Bearer {key.secret}", "ipv4:10.1.2.3:4", "read")
+    assert caught.value.details.retry_after is not None
+    # Another address is unaffected.
+    assert (await auth.authenticate(f"Bearer {key.secret}", "ipv6:[::1]:9", "read")).consumer
+
+
+async def test_authenticate_rate_limit_retry_after_matches_bucket() -> None:
+    auth, key = make(rate_per_second=2.0, burst=2)
+    for _ in range(2):
+        await auth.authenticate(f"Bearer {key.secret}", PEER, "read")
+    with pytest.raises(ResourceExhausted) as caught:
+        await auth.authenticate(f"Bearer {key.secret}", PEER, "read")
+    assert 0.3 < (caught.value.details.retry_after or 0) <= 0.5
+    before = metrics.REGISTRY.get_sample_value("gateway_rate_limited_total", {"limit": "rate"})
+    assert before is not None and before >= 1
