@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.config import Settings
+from gateway.metrics_server import MetricsServer
 from gateway.operations.messages import MessageOperations
 from gateway.rpc.server import GrpcServer
 from gateway.upstream.client import UpstreamClient
@@ -25,10 +26,15 @@ class Gateway:
     operations: MessageOperations
     grpc: GrpcServer
     grpc_port: int
+    #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         await self.grpc.drain(grace)
         await self.upstream.aclose()
+        # Last, so the drain itself stays observable.
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 async def start_gateway(settings: Settings) -> Gateway:
@@ -39,8 +45,10 @@ async def start_gateway(settings: Settings) -> Gateway:
     operations = MessageOperations(upstream)
     grpc_server = GrpcServer(settings.server, operations)
     port = await grpc_server.start(settings.server.grpc_listen)
-    log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url)
-    return Gateway(settings, upstream, operations, grpc_server, port)
+    metrics = MetricsServer(settings.server.metrics_listen) if settings.server.metrics_listen else None
+    log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url,
+             metrics_port=metrics.port if metrics else None)
+    return Gateway(settings, upstream, operations, grpc_server, port, metrics)
 
 
 async def serve(settings: Settings) -> None:

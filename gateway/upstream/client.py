@@ -23,6 +23,7 @@ import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
+from gateway import metrics
 from gateway.call import current_call
 from gateway.config import UpstreamSettings
 from gateway.errors import (
@@ -146,9 +147,13 @@ class UpstreamClient:
             headers=headers,
             timeout=httpx.Timeout(budget, connect=min(self.settings.connect_timeout_seconds, budget)),
         )
+        operation = route_label(method, segments)
+        started = time.monotonic()
+        outcome = "error"
         try:
             async with asyncio.timeout(budget):
                 status, raw, resp_headers = await self._exchange(request)
+            outcome = str(status)
         except TimeoutError:
             raise DeadlineExceeded("the upstream did not answer within the call's deadline") from None
         except httpx.TransportError as exc:
@@ -158,6 +163,9 @@ class UpstreamClient:
             raise Unavailable(
                 "the upstream could not be reached", reason="UPSTREAM_UNREACHABLE"
             ) from exc
+        finally:
+            metrics.UPSTREAM_REQUESTS.labels(operation, outcome).inc()
+            metrics.UPSTREAM_LATENCY.labels(operation).observe(time.monotonic() - started)
         call.record_upstream(status, resp_headers)
         if key_rejected(status):
             # The key may have just been rotated: read it again once before failing.
@@ -212,6 +220,23 @@ class UpstreamClient:
                     upstream=UpstreamErrorInfo(status=status, request_id=request_id),
                 ) from None
         raise upstream_error(status, raw, headers)
+
+
+#: Path parameter named after the collection segment before it (``threads/{thread_id}``).
+_ROUTE_PARAMS = {"threads": "{thread_id}", "messages": "{message_id}", "files": "{file_id}"}
+
+
+def route_label(method: str, segments: Sequence[str]) -> str:
+    """``GET /threads/{thread_id}/messages``: the metric label of a request, never its ids.
+
+    Segments alternate collection name / id, so every odd segment is replaced by its parameter
+    name and the label set stays bounded whatever ids consumers send.
+    """
+    parts = [
+        s if i % 2 == 0 else _ROUTE_PARAMS.get(segments[i - 1], "{id}")
+        for i, s in enumerate(segments)
+    ]
+    return f"{method} /" + "/".join(parts)
 
 
 def is_real_timeout(exc: httpx.TimeoutException) -> bool:
