@@ -32,9 +32,10 @@ class Gateway:
     async def stop(self, grace: float | None = None) -> None:
         await self.grpc.drain(grace)
         await self.upstream.aclose()
-        # Last, so the drain itself stays observable.
+        # Last, so the drain itself stays observable; in a thread, as the server's shutdown
+        # waits for its polling loop.
         if self.metrics is not None:
-            self.metrics.close()
+            await asyncio.to_thread(self.metrics.close)
 
 
 async def start_gateway(settings: Settings) -> Gateway:
