@@ -33,8 +33,11 @@ RETRY_POLICY: dict[str, Any] = {
 
 
 def service_config(retry_policy: dict[str, Any] | None = None) -> str:
-    """The ``grpc.service_config`` JSON: the retry policy on the idempotent methods only."""
+    """The ``grpc.service_config`` JSON: the retry policy on the idempotent methods only, and
+    round_robin over every address the target resolves to (``dns:///gateway-headless:50051``
+    spreads calls over the replicas; a single address behaves as pick_first)."""
     return json.dumps({
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [{
             "name": [{"service": SERVICE, "method": m} for m in IDEMPOTENT_METHODS],
             "retryPolicy": retry_policy or RETRY_POLICY,

@@ -19,7 +19,9 @@ from tests.clients.conftest import new_thread
 
 
 def test_service_config_retries_only_idempotent_methods_on_unavailable() -> None:
-    (config,) = json.loads(service_config())["methodConfig"]
+    parsed = json.loads(service_config())
+    assert parsed["loadBalancingConfig"] == [{"round_robin": {}}]
+    (config,) = parsed["methodConfig"]
     methods = {n["method"] for n in config["name"]}
     assert methods == set(IDEMPOTENT_METHODS)
     assert "CreateMessage" not in methods and "UpdateMessage" not in methods
