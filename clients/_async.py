@@ -55,7 +55,8 @@ class AsyncMessagesGatewayClient:
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=self._config.options())
         else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=self._config.options())
+            self._channel = grpc.aio.secure_channel(target, credentials,
+                                                    options=self._config.options())
         self._stub = pb_grpc.MessagesServiceStub(self._channel)
         self.messages = AsyncMessages(self)
 
@@ -170,7 +171,8 @@ class AsyncMessages:
         request = build.create(
             thread_id, content=content, role=role, file_ids=file_ids, metadata=metadata,
             request_id=request_id, opts=build.options(extra_query, extra_body, extra_headers))
-        return await self._client._unary("CreateMessage", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("CreateMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     async def retrieve(
         self,
@@ -184,7 +186,8 @@ class AsyncMessages:
         request = pb.GetMessageRequest(
             thread_id=thread_id, message_id=message_id,
             options=build.options(extra_query, None, extra_headers))
-        return await self._client._unary("GetMessage", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("GetMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     async def update(
         self,
@@ -201,7 +204,8 @@ class AsyncMessages:
             thread_id=thread_id, message_id=message_id,
             metadata=build.metadata_message(metadata),
             options=build.options(extra_query, extra_body, extra_headers))
-        return await self._client._unary("UpdateMessage", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("UpdateMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def list(
         self,
@@ -240,7 +244,8 @@ class AsyncMessages:
         request = build.list_messages(
             thread_id, limit=limit, order=order, after=after, before=before, run_id=run_id,
             opts=build.options(extra_query, None, extra_headers))
-        return await self._client._unary("ListMessages", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("ListMessages", request, timeout)
+        return result  # type: ignore[no-any-return]
 
 
 class AsyncFiles:
@@ -266,7 +271,8 @@ class AsyncFiles:
         request = pb.GetMessageFileRequest(
             thread_id=thread_id, message_id=message_id, file_id=file_id,
             options=build.options(extra_query, None, extra_headers))
-        return await self._client._unary("GetMessageFile", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("GetMessageFile", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def list(
         self,
@@ -303,7 +309,8 @@ class AsyncFiles:
         request = build.list_files(
             thread_id, message_id, limit=limit, order=order, after=after, before=before,
             opts=build.options(extra_query, None, extra_headers))
-        return await self._client._unary("ListMessageFiles", request, timeout)  # type: ignore[no-any-return]
+        result = await self._client._unary("ListMessageFiles", request, timeout)
+        return result  # type: ignore[no-any-return]
 
 
 class AsyncMessagesWithRawResponse:
@@ -322,4 +329,5 @@ class AsyncFilesWithRawResponse:
         self.list_page = to_async_raw(files.list_page)
 
 
-__all__ = ["AsyncFiles", "AsyncMessages", "AsyncMessagesGatewayClient", "AsyncStream", "RawResponse"]
+__all__ = ["AsyncFiles", "AsyncMessages", "AsyncMessagesGatewayClient", "AsyncStream",
+           "RawResponse"]

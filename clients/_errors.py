@@ -148,7 +148,8 @@ def error_from_status(
         elif key == GATEWAY_REQUEST_ID_KEY:
             kwargs["request_id"] = _text(value)
     cls = _BY_CODE.get(code, GatewayError)
-    return cls(message, code=code, field_violations=tuple(violations), **kwargs)  # type: ignore[arg-type]
+    return cls(message, code=code, field_violations=tuple(violations),
+               **kwargs)  # type: ignore[arg-type]
 
 
 def error_from_rpc(err: grpc.RpcError) -> GatewayError:

@@ -53,7 +53,8 @@ class MessagesGatewayClient:
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=self._config.options())
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=self._config.options())
+            self._channel = grpc.secure_channel(target, credentials,
+                                                options=self._config.options())
         self._stub = pb_grpc.MessagesServiceStub(self._channel)
         self.messages = Messages(self)
 
@@ -168,7 +169,8 @@ class Messages:
         request = build.create(
             thread_id, content=content, role=role, file_ids=file_ids, metadata=metadata,
             request_id=request_id, opts=build.options(extra_query, extra_body, extra_headers))
-        return self._client._unary("CreateMessage", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("CreateMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def retrieve(
         self,
@@ -182,7 +184,8 @@ class Messages:
         request = pb.GetMessageRequest(
             thread_id=thread_id, message_id=message_id,
             options=build.options(extra_query, None, extra_headers))
-        return self._client._unary("GetMessage", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("GetMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def update(
         self,
@@ -199,7 +202,8 @@ class Messages:
             thread_id=thread_id, message_id=message_id,
             metadata=build.metadata_message(metadata),
             options=build.options(extra_query, extra_body, extra_headers))
-        return self._client._unary("UpdateMessage", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("UpdateMessage", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def list(
         self,
@@ -238,7 +242,8 @@ class Messages:
         request = build.list_messages(
             thread_id, limit=limit, order=order, after=after, before=before, run_id=run_id,
             opts=build.options(extra_query, None, extra_headers))
-        return self._client._unary("ListMessages", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("ListMessages", request, timeout)
+        return result  # type: ignore[no-any-return]
 
 
 class Files:
@@ -264,7 +269,8 @@ class Files:
         request = pb.GetMessageFileRequest(
             thread_id=thread_id, message_id=message_id, file_id=file_id,
             options=build.options(extra_query, None, extra_headers))
-        return self._client._unary("GetMessageFile", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("GetMessageFile", request, timeout)
+        return result  # type: ignore[no-any-return]
 
     def list(
         self,
@@ -301,7 +307,8 @@ class Files:
         request = build.list_files(
             thread_id, message_id, limit=limit, order=order, after=after, before=before,
             opts=build.options(extra_query, None, extra_headers))
-        return self._client._unary("ListMessageFiles", request, timeout)  # type: ignore[no-any-return]
+        result = self._client._unary("ListMessageFiles", request, timeout)
+        return result  # type: ignore[no-any-return]
 
 
 class MessagesWithRawResponse:

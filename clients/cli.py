@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("thread_id")
     sub.add_argument("message_id")
     sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
-    files = messages.add_parser("files", parents=[common]).add_subparsers(dest="files_action", required=True)
+    files = messages.add_parser("files", parents=[common]).add_subparsers(
+        dest="files_action", required=True)
     sub = files.add_parser("list", help="every file of a message (streamed)", parents=[common])
     sub.add_argument("thread_id")
     sub.add_argument("message_id")

@@ -46,7 +46,8 @@ async def start_gateway(settings: Settings) -> Gateway:
     operations = MessageOperations(upstream)
     grpc_server = GrpcServer(settings.server, operations)
     port = await grpc_server.start(settings.server.grpc_listen)
-    metrics = MetricsServer(settings.server.metrics_listen) if settings.server.metrics_listen else None
+    listen = settings.server.metrics_listen
+    metrics = MetricsServer(listen) if listen else None
     log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url,
              metrics_port=metrics.port if metrics else None)
     return Gateway(settings, upstream, operations, grpc_server, port, metrics)
