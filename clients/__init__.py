@@ -1,0 +1,61 @@
+"""Typed Python clients for the Messages Gateway (distribution ``messages-gateway-client``).
+
+Shaped like the SDK consumers know::
+
+    from clients import MessagesGatewayClient
+
+    with MessagesGatewayClient("gateway:50051", api_key=key) as client:
+        msg = client.messages.create(thread_id, role="user", content="hi")
+        for m in client.messages.list(thread_id, order="asc"):   # one stream, resumed if broken
+            ...
+        raw = client.messages.with_raw_response.retrieve(msg.id, thread_id=thread_id)
+        print(raw.headers["x-request-id"], raw.parse().content)
+
+``AsyncMessagesGatewayClient`` is the same with ``await`` / ``async for``. Results are the
+contract's protobuf messages (``clients.generated.messages_gateway.v1.messages_pb2``); failures
+raise ``GatewayError`` subclasses. Depends on grpcio, protobuf and googleapis-common-protos only.
+"""
+
+from __future__ import annotations
+
+from clients._async import AsyncMessagesGatewayClient, AsyncStream
+from clients._channel import IDEMPOTENT_METHODS, NOT_GIVEN, service_config
+from clients._errors import (
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CancelledError,
+    ConflictError,
+    FieldViolation,
+    GatewayError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnavailableError,
+)
+from clients._raw import RawResponse
+from clients._sync import MessagesGatewayClient, Stream
+
+__all__ = [
+    "APITimeoutError",
+    "AsyncMessagesGatewayClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelledError",
+    "ConflictError",
+    "FieldViolation",
+    "GatewayError",
+    "IDEMPOTENT_METHODS",
+    "InternalServerError",
+    "MessagesGatewayClient",
+    "NOT_GIVEN",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RawResponse",
+    "Stream",
+    "UnavailableError",
+    "service_config",
+]

@@ -15,6 +15,7 @@ from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.profiles import UpstreamPool
 from gateway.credentials.reloader import Reloader
+from gateway.metrics_server import MetricsServer
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations.messages import MessageOperations
 from gateway.rest import HttpServer, create_app
@@ -40,6 +41,8 @@ class Gateway:
     #: None when auth is off.
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
+    #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         faces = [self.grpc.drain(grace)]
@@ -51,6 +54,10 @@ class Gateway:
         if self.authenticator is not None:
             await self.authenticator.limits.aclose()
         await self.upstream.aclose()
+        # Last, so the drain itself stays observable; in a thread, as the server's shutdown
+        # waits for its polling loop.
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
 
 
 def build_limits(auth: AuthSettings) -> Limits:
@@ -106,12 +113,15 @@ async def start_gateway(settings: Settings) -> Gateway:
                 await reloader.stop()
             await upstream.aclose()
             raise
+    listen = settings.server.metrics_listen
+    metrics = MetricsServer(listen) if listen else None
     log.info("gateway_started", grpc_port=port, http_port=http_port or None,
+             metrics_port=metrics.port if metrics else None,
              upstream=settings.upstream.base_url, auth=settings.auth.enabled,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names))
     return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port,
-                   authenticator, reloader)
+                   authenticator, reloader, metrics)
 
 
 async def serve(settings: Settings) -> None:

@@ -37,6 +37,8 @@ class ServerSettings:
     grpc_listen: str = "127.0.0.1:50051"
     #: Empty disables the HTTP/JSON face.
     http_listen: str = ""
+    #: HOST:PORT of the Prometheus endpoint (GET /metrics); empty disables it.
+    metrics_listen: str = ""
     #: Seconds in-flight calls get to finish after SIGTERM.
     grace_seconds: float = 10.0
     #: Seconds health reports NOT_SERVING before the listener closes (lets balancers notice).
@@ -289,6 +291,8 @@ def check_settings(settings: Settings) -> None:
     parse_listen(settings.server.grpc_listen, "server.grpc_listen")
     if settings.server.http_listen:
         parse_listen(settings.server.http_listen, "server.http_listen")
+    if settings.server.metrics_listen:
+        parse_listen(settings.server.metrics_listen, "server.metrics_listen")
     url = urlsplit(settings.upstream.base_url)
     if url.scheme not in {"http", "https"} or not url.hostname:
         raise ConfigError("upstream.base_url must be an http(s) URL with a host")

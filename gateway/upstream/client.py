@@ -23,6 +23,7 @@ import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
+from gateway import metrics
 from gateway.call import current_call
 from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import (
@@ -174,9 +175,11 @@ class UpstreamClient:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
         params = dict(query) if query else None
         breaker = self.circuits.get(call.tenant)
+        operation = route_label(method, segments)
 
         async def attempt() -> UpstreamResponse:
-            return await self._attempt(method, url, params, content, extra_headers, breaker)
+            return await self._attempt(method, url, params, content, extra_headers, breaker,
+                                       operation=operation)
 
         async def recovered() -> UpstreamResponse | None:
             assert recover is not None
@@ -201,6 +204,7 @@ class UpstreamClient:
         extra_headers: Mapping[str, str] | None,
         breaker: CircuitBreaker,
         *,
+        operation: str,
         key_retried: bool = False,
     ) -> UpstreamResponse:
         """One exchange; a failure worth retrying is raised as AttemptFailed."""
@@ -218,9 +222,12 @@ class UpstreamClient:
         )
         with breaker.attempt() as verdict:
             async with self.admission.slot(left):
+                started = time.monotonic()
+                outcome = "error"
                 try:
                     async with asyncio.timeout(limit):
                         status, raw, resp_headers = await self._exchange(request)
+                    outcome = str(status)
                 except TimeoutError:
                     verdict.failure()
                     raise self._timed_out(limit < budget) from None
@@ -234,6 +241,9 @@ class UpstreamClient:
                                     reason="UPSTREAM_UNREACHABLE"),
                         retryable=True, sent=not never_sent(exc), reason="connection",
                     ) from exc
+                finally:
+                    metrics.UPSTREAM_REQUESTS.labels(operation, outcome).inc()
+                    metrics.UPSTREAM_LATENCY.labels(operation).observe(time.monotonic() - started)
             call.record_upstream(status, resp_headers)
             if status >= 500 or status == 408:
                 verdict.failure()
@@ -245,7 +255,7 @@ class UpstreamClient:
             self.keys.refresh()
             if self._headers(None).get("authorization") != old:
                 return await self._attempt(method, url, params, content, extra_headers, breaker,
-                                           key_retried=True)
+                                           operation=operation, key_retried=True)
         if 200 <= status < 300:
             try:
                 return UpstreamResponse(status, self._parse(status, raw, resp_headers),
@@ -321,6 +331,21 @@ def never_sent(exc: httpx.TransportError) -> bool:
     cause = exc.__cause__
     return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(
         cause, aiohttp.ClientSSLError)
+#: Path parameter named after the collection segment before it (``threads/{thread_id}``).
+_ROUTE_PARAMS = {"threads": "{thread_id}", "messages": "{message_id}", "files": "{file_id}"}
+
+
+def route_label(method: str, segments: Sequence[str]) -> str:
+    """``GET /threads/{thread_id}/messages``: the metric label of a request, never its ids.
+
+    Segments alternate collection name / id, so every odd segment is replaced by its parameter
+    name and the label set stays bounded whatever ids consumers send.
+    """
+    parts = [
+        s if i % 2 == 0 else _ROUTE_PARAMS.get(segments[i - 1], "{id}")
+        for i, s in enumerate(segments)
+    ]
+    return f"{method} /" + "/".join(parts)
 
 
 def is_real_timeout(exc: httpx.TimeoutException) -> bool:

@@ -1,0 +1,71 @@
+"""The ``messages-gateway-client`` distribution: a wheel of clients/ + clients/generated that
+imports and works with nothing of the gateway around."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CLIENTS = Path(__file__).resolve().parents[2] / "clients"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in clients/.
+    work = tmp_path_factory.mktemp("dist")
+    shutil.copytree(CLIENTS, work / "clients",
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         str(work / "clients"), "-w", str(work / "wheels")],
+        check=True, capture_output=True, timeout=120,
+    )
+    (built,) = (work / "wheels").glob("messages_gateway_client-*.whl")
+    return built
+
+
+def test_client_wheel_contains_the_package_and_the_generated_code(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("__init__", "__main__", "_sync", "_async", "_resume", "_errors", "cli",
+                   "generated/messages_gateway/v1/messages_pb2",
+                   "generated/messages_gateway/v1/messages_pb2_grpc"):
+        assert f"clients/{module}.py" in names
+    assert "clients/generated/messages_gateway/v1/messages_pb2.pyi" in names
+    assert "clients/py.typed" in names
+    assert not any(n.startswith("gateway/") for n in names)
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [line.split(":", 1)[1].strip()
+                for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    assert sorted(re.split(r"[<>=!~;, ]", r)[0] for r in requires) == [
+        "googleapis-common-protos", "grpcio", "protobuf"]
+
+
+def test_client_wheel_imports_without_the_gateway(wheel: Path, tmp_path: Path) -> None:
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    # -S: no site processing, so the editable install of the repository (a .pth file) is not
+    # on the path; only the unpacked wheel and the third-party packages are.
+    site_packages = sysconfig.get_paths()["purelib"]
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "import clients, clients.cli\n"
+        "assert clients.__file__.startswith(sys.argv[1]), clients.__file__\n"
+        "from clients.generated.messages_gateway.v1 import messages_pb2 as pb\n"
+        "c = clients.MessagesGatewayClient('127.0.0.1:1'); c.close()\n"
+        "assert pb.Message(id='msg_1').id == 'msg_1'\n"
+        "try:\n    import gateway\nexcept ImportError:\n    print('no-gateway')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(unpacked), site_packages],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no-gateway"
