@@ -19,7 +19,6 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
 DEMO_UPSTREAM_KEY = "sk-demo-upstream-key"
 
@@ -77,60 +76,61 @@ async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: floa
     raise SystemExit("gateway did not become SERVING")
 
 
-async def consumer(target: str, thread_id: str) -> None:
-    """What an internal service does: write, page, stream, read — all over gRPC."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.MessagesServiceStub(channel)
+def consumer(target: str, thread_id: str) -> None:
+    """What an internal service does over gRPC with the typed client: write, page, stream, read."""
+    from clients import MessagesGatewayClient, NotFoundError, BadRequestError
+
+    with MessagesGatewayClient(target, timeout=10) as client:
         for i in range(25):
-            await stub.CreateMessage(pb.CreateMessageRequest(
-                thread_id=thread_id, role=pb.ROLE_USER, content=f"message number {i}",
-                metadata=pb.Metadata(entries={"n": str(i)})), timeout=5)
+            client.messages.create(thread_id, role="user", content=f"message number {i}",
+                                   metadata={"n": str(i)})
         print(f"created 25 messages in {thread_id} through the gateway")
 
-        page = await stub.ListMessages(
-            pb.ListMessagesRequest(thread_id=thread_id, limit=5, order=pb.ORDER_ASC), timeout=5)
+        page = client.messages.list_page(thread_id, limit=5, order="asc")
         print(f"ListMessages(limit=5, asc): {[m.content[0].text.value for m in page.data]}"
               f" has_more={page.has_more}")
 
-        pages = items = 0
-        async for streamed in stub.StreamMessages(
-            pb.StreamMessagesRequest(thread_id=thread_id, limit=10, order=pb.ORDER_ASC),
-            timeout=10,
-        ):
-            pages += 1
+        stream = client.messages.list(thread_id, limit=10, order="asc")
+        items = 0
+        for streamed in stream.pages():
             items += len(streamed.data)
             print(f"  stream page {streamed.page_index}: {len(streamed.data)} messages,"
                   f" resume_after={streamed.resume_after}")
-        print(f"StreamMessages: {items} messages in {pages} pages")
+        print(f"StreamMessages: {items} messages in one call")
 
         first = page.data[0]
-        fetched = stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id, message_id=first.id),
-                                  timeout=5)
-        message = await fetched
-        metadata = dict(await fetched.initial_metadata())
+        raw = client.messages.with_raw_response.retrieve(first.id, thread_id=thread_id)
+        message = raw.parse()
         print(f"GetMessage({first.id}): role={pb.Role.Name(message.role)}"
               f" content={message.content[0].text.value!r}"
-              f" upstream x-request-id={metadata.get('x-request-id')}")
+              f" upstream x-request-id={raw.headers.get('x-request-id')}")
 
-        updated = await stub.UpdateMessage(pb.UpdateMessageRequest(
-            thread_id=thread_id, message_id=first.id,
-            metadata=pb.Metadata(entries={"reviewed": "yes"})), timeout=5)
+        updated = client.messages.update(first.id, thread_id=thread_id,
+                                         metadata={"reviewed": "yes"})
         print(f"UpdateMessage: metadata={dict(updated.metadata.entries)}")
 
         try:
-            await stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id, message_id="msg_nope"),
-                                  timeout=5)
-        except grpc.aio.AioRpcError as err:
-            print(f"GetMessage(msg_nope): {err.code().name}: {err.details()}")
+            client.messages.retrieve("msg_nope", thread_id=thread_id)
+        except NotFoundError as err:
+            print(f"GetMessage(msg_nope): NOT_FOUND: {err}")
         try:
-            await stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id, limit=500),
-                                    timeout=5)
-        except grpc.aio.AioRpcError as err:
-            print(f"ListMessages(limit=500): {err.code().name}: {err.details()}")
+            client.messages.list_page(thread_id, limit=500)
+        except BadRequestError as err:
+            print(f"ListMessages(limit=500): INVALID_ARGUMENT: {err}")
+
+
+def sdk_consumer(http_base: str, thread_id: str) -> None:
+    """An existing OpenAI SDK user: only the base URL changed (the REST face)."""
+    import openai
+
+    with httpx.Client() as http:
+        sdk = openai.OpenAI(api_key="unused-without-auth", base_url=http_base, http_client=http)
+        ids = [m.id for m in sdk.beta.threads.messages.list(thread_id, limit=7, order="asc")]
+        print(f"openai SDK via the REST face: auto-paginated {len(ids)} messages (pages of 7)")
 
 
 def main() -> int:
-    emulator_port, grpc_port = free_port(), free_port()
+    emulator_port, grpc_port, http_port = free_port(), free_port(), free_port()
     env = dict(os.environ, EMULATOR_API_KEYS=DEMO_UPSTREAM_KEY, OPENAI_API_KEY=DEMO_UPSTREAM_KEY,
                GATEWAY_LOGGING_FORMAT="console", GATEWAY_LOGGING_LEVEL="warning")
     base_url = f"http://127.0.0.1:{emulator_port}/v1"
@@ -139,13 +139,15 @@ def main() -> int:
         emulator = start(["emulator", "--listen", f"127.0.0.1:{emulator_port}"], env, stack)
         wait_http(base_url.removesuffix("/v1") + "/_emulator/log", emulator)
         print(f"emulator listening on {base_url}")
-        gateway = start(["serve", "--grpc-listen", target, "--upstream-url", base_url], env, stack)
+        gateway = start(["serve", "--grpc-listen", target, "--upstream-url", base_url,
+                         "--http-listen", f"127.0.0.1:{http_port}"], env, stack)
         asyncio.run(wait_serving(target, gateway))
-        print(f"gateway serving gRPC on {target}")
+        print(f"gateway serving gRPC on {target} and HTTP/JSON on 127.0.0.1:{http_port}")
         thread = httpx.post(f"{base_url}/threads", json={},
                             headers={"authorization": f"Bearer {DEMO_UPSTREAM_KEY}",
                                      "openai-beta": "assistants=v1"}).json()
-        asyncio.run(consumer(target, thread["id"]))
+        consumer(target, thread["id"])
+        sdk_consumer(f"http://127.0.0.1:{http_port}/v1", thread["id"])
         requests = httpx.get(base_url.removesuffix("/v1") + "/_emulator/log").json()
         print(f"the emulator saw {len(requests.get('entries', requests))} upstream requests")
     print("gateway and emulator stopped")
