@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from gateway.cache import build_cache
 from gateway.config import Settings
 from gateway.operations.messages import MessageOperations
 from gateway.rpc.server import GrpcServer
@@ -28,6 +29,7 @@ class Gateway:
 
     async def stop(self, grace: float | None = None) -> None:
         await self.grpc.drain(grace)
+        await self.operations.cache.close()
         await self.upstream.aclose()
 
 
@@ -36,7 +38,7 @@ async def start_gateway(settings: Settings) -> Gateway:
     upstream = UpstreamClient(
         settings.upstream, default_timeout=settings.server.default_timeout_seconds
     )
-    operations = MessageOperations(upstream)
+    operations = MessageOperations(upstream, build_cache(settings.cache))
     grpc_server = GrpcServer(settings.server, operations)
     port = await grpc_server.start(settings.server.grpc_listen)
     log.info("gateway_started", grpc_port=port, upstream=settings.upstream.base_url)

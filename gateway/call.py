@@ -46,6 +46,8 @@ class Call:
     upstream_request_id: str | None = None
     upstream_calls: int = 0
     cache: str | None = None
+    #: The consumer's ``cache-control`` metadata (lower-case), e.g. "no-cache" or "no-store".
+    cache_control: str = ""
     #: Upstream headers to return as response metadata (lower-case names).
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway import cache as cached
+from gateway.cache import ResponseCache, build_cache
+from gateway.config import CacheSettings
 from gateway.errors import Internal
 from gateway.operations import validation as check
 from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES, extra_body
@@ -56,9 +59,11 @@ def page_query(
 class MessageOperations:
     """Every upstream operation, as the faces see it."""
 
-    def __init__(self, upstream: UpstreamClient) -> None:
+    def __init__(self, upstream: UpstreamClient, cache: ResponseCache | None = None) -> None:
         self._upstream = upstream
         self._allowed_headers = upstream.settings.allowed_extra_headers
+        #: Reads go through it, writes invalidate it; in-process with default settings.
+        self.cache = cache if cache is not None else build_cache(CacheSettings())
 
     async def _call(
         self,
@@ -91,30 +96,49 @@ class MessageOperations:
             body["file_ids"] = list(req.file_ids)
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
-        raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
-                               body=body)
+        try:
+            raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
+                                   body=body)
+        finally:
+            # Even a failed write may have landed upstream (an answer lost on the way back).
+            await self.cache.invalidate(req.thread_id)
         return convert(wire.message_from_json, raw)
 
     async def get_message(self, req: pb.GetMessageRequest) -> pb.Message:
         check.check_get(req, self._allowed_headers)
-        raw = await self._call(
-            "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
-        )
-        return convert(wire.message_from_json, raw)
+
+        async def fetch() -> pb.Message:
+            raw = await self._call(
+                "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
+            )
+            return convert(wire.message_from_json, raw)
+
+        return await self.cache.read(cached.GET_MESSAGE, (req.thread_id, req.message_id), {},
+                                     req.options, fetch, pb.Message)
 
     async def update_message(self, req: pb.UpdateMessageRequest) -> pb.Message:
         check.check_update(req, self._allowed_headers)
         body: dict[str, Any] = {}
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
-        raw = await self._call(
-            "POST", ["threads", req.thread_id, "messages", req.message_id], req.options, body=body
-        )
+        try:
+            raw = await self._call(
+                "POST", ["threads", req.thread_id, "messages", req.message_id], req.options,
+                body=body,
+            )
+        finally:
+            await self.cache.invalidate(req.thread_id, req.message_id)
         return convert(wire.message_from_json, raw)
 
     async def list_messages(self, req: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
         check.check_list_messages(req, self._allowed_headers)
-        return await self._message_page(req, after=req.after, before=req.before, limit=req.limit)
+        query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before,
+                           run_id=req.run_id)
+        return await self.cache.read(
+            cached.LIST_MESSAGES, (req.thread_id,), query, req.options,
+            lambda: self._message_page(req, after=req.after, before=req.before, limit=req.limit),
+            pb.ListMessagesResponse,
+        )
 
     async def _message_page(
         self,
@@ -153,18 +177,29 @@ class MessageOperations:
 
     async def get_message_file(self, req: pb.GetMessageFileRequest) -> pb.MessageFile:
         check.check_get_file(req, self._allowed_headers)
-        raw = await self._call(
-            "GET",
-            ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
-            req.options,
-        )
-        return convert(wire.message_file_from_json, raw)
+
+        async def fetch() -> pb.MessageFile:
+            raw = await self._call(
+                "GET",
+                ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
+                req.options,
+            )
+            return convert(wire.message_file_from_json, raw)
+
+        return await self.cache.read(cached.GET_MESSAGE_FILE,
+                                     (req.thread_id, req.message_id, req.file_id), {},
+                                     req.options, fetch, pb.MessageFile)
 
     async def list_message_files(
         self, req: pb.ListMessageFilesRequest
     ) -> pb.ListMessageFilesResponse:
         check.check_list_files(req, self._allowed_headers)
-        return await self._file_page(req, after=req.after, before=req.before, limit=req.limit)
+        query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before)
+        return await self.cache.read(
+            cached.LIST_MESSAGE_FILES, (req.thread_id, req.message_id), query, req.options,
+            lambda: self._file_page(req, after=req.after, before=req.before, limit=req.limit),
+            pb.ListMessageFilesResponse,
+        )
 
     async def _file_page(
         self,
