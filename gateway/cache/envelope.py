@@ -6,6 +6,7 @@ defence against a connection answering another caller's command (redis-py, CVE-2
 a value with someone else's tag is a miss, never a response.
 
 Layout: ``MAGIC | version (1 byte) | blake2b-64 of the rest | stored_at (f64) | lengths (3×u32) |
+generation count (u16) |
 tenant | key | generations (comma-joined) | payload``.
 """
 
@@ -21,7 +22,7 @@ __all__ = ["MAGIC", "SCHEMA_VERSION", "EnvelopeError", "decode", "encode"]
 MAGIC = b"MGWC"
 SCHEMA_VERSION = 1
 _DIGEST_SIZE = 8
-_HEAD = struct.Struct(">dIII")
+_HEAD = struct.Struct(">dIIIH")
 _PREFIX = len(MAGIC) + 1 + _DIGEST_SIZE
 
 
@@ -41,7 +42,7 @@ def encode(
     tenant: str, key: str, generations: tuple[str, ...], payload: bytes, stored_at: float
 ) -> bytes:
     t, k, g = tenant.encode(), key.encode(), ",".join(generations).encode()
-    body = _HEAD.pack(stored_at, len(t), len(k), len(g)) + t + k + g + payload
+    body = _HEAD.pack(stored_at, len(t), len(k), len(g), len(generations)) + t + k + g + payload
     return MAGIC + bytes([SCHEMA_VERSION]) + _digest(body) + body
 
 
@@ -54,7 +55,7 @@ def decode(raw: bytes, tenant: str, key: str) -> tuple[Entry, tuple[str, ...]]:
     body = raw[_PREFIX:]
     if _digest(body) != raw[len(MAGIC) + 1 : _PREFIX]:
         raise EnvelopeError("corrupt")
-    stored_at, t_len, k_len, g_len = _HEAD.unpack_from(body)
+    stored_at, t_len, k_len, g_len, g_count = _HEAD.unpack_from(body)
     offset = _HEAD.size
     end = offset + t_len + k_len + g_len
     if end > len(body):
@@ -63,5 +64,8 @@ def decode(raw: bytes, tenant: str, key: str) -> tuple[Entry, tuple[str, ...]]:
     stored_key = body[offset + t_len : offset + t_len + k_len]
     if stored_tenant != tenant.encode() or stored_key != key.encode():
         raise EnvelopeError("foreign")
-    generations = body[offset + t_len + k_len : end].decode()
-    return Entry(body[end:], stored_at), tuple(generations.split(",")) if generations else ()
+    joined = body[offset + t_len + k_len : end].decode(errors="replace")
+    generations = tuple(joined.split(",")) if g_count else ()
+    if len(generations) != g_count:
+        raise EnvelopeError("corrupt")
+    return Entry(body[end:], stored_at), generations
