@@ -17,6 +17,7 @@ from gateway.credentials.profiles import UpstreamPool
 from gateway.credentials.reloader import Reloader
 from gateway.metrics_server import MetricsServer
 from gateway.operations.idempotency import IdempotencyStore
+from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
 from gateway.rest import HttpServer, create_app
 from gateway.rest.auth import rest_authenticator
@@ -53,6 +54,7 @@ class Gateway:
             await self.reloader.stop()
         if self.authenticator is not None:
             await self.authenticator.limits.aclose()
+        await self.operations.cache.close()
         await self.upstream.aclose()
         # Last, so the drain itself stays observable; in a thread, as the server's shutdown
         # waits for its polling loop.
@@ -82,9 +84,12 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
     upstream = UpstreamPool(settings)
-    operations = MessageOperations(upstream, IdempotencyStore(  # type: ignore[arg-type]
-        settings.reliability.idempotency_window_seconds,
-        settings.reliability.idempotency_max_entries))
+    operations = MessageOperations(
+        upstream,  # type: ignore[arg-type]  # the pool answers request() like one client
+        IdempotencyStore(settings.reliability.idempotency_window_seconds,
+                         settings.reliability.idempotency_max_entries),
+        build_cache(settings.cache),
+    )
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = []

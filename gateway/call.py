@@ -51,6 +51,8 @@ class Call:
     #: The consumer's ``idempotency-key`` metadata (CreateMessage's ``request_id`` is the other
     #: way to send it); validated by the operation, not here.
     idempotency_key: str | None = None
+    #: The consumer's ``cache-control`` metadata (lower-case), e.g. "no-cache" or "no-store".
+    cache_control: str = ""
     #: Upstream headers to return as response metadata (lower-case names).
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -162,6 +162,30 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    #: "memory" (in-process, per replica), "redis" (shared by every replica) or "off".
+    backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key the gateway writes (several gateways may share one Redis).
+    redis_key_prefix: str = "mgw:"
+    #: A Redis command slower than this counts as a failure; the call goes to the upstream.
+    redis_op_timeout_seconds: float = 0.05
+    #: After consecutive Redis failures the cache is skipped for this long (no per-call cost).
+    redis_breaker_seconds: float = 5.0
+    redis_max_connections: int = 64
+    #: TTL per operation; 0 disables caching of that operation.
+    get_message_ttl_seconds: float = 60.0
+    list_messages_ttl_seconds: float = 2.0
+    get_message_file_ttl_seconds: float = 3600.0
+    list_message_files_ttl_seconds: float = 3600.0
+    #: Bounds of the in-process backend.
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    #: Responses larger than this are never stored (either backend).
+    max_value_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
@@ -170,6 +194,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     #: Extra upstream profiles by name (from ``[profiles.NAME]`` tables; file only, no env).
     profiles: tuple[ProfileSettings, ...] = ()
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like the file)."""
@@ -321,6 +346,7 @@ def check_settings(settings: Settings) -> None:
     if server.tls_client_ca and not server.tls_cert:
         raise ConfigError("server.tls_client_ca needs server.tls_cert and server.tls_key")
     check_auth(settings)
+    _check_cache(settings.cache)
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format must be 'json' or 'console'")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
@@ -383,3 +409,26 @@ def check_auth(settings: Settings) -> None:
             raise ConfigError(f"{where}.base_url must be an http(s) URL with a host")
         if not (profile.api_key or profile.api_key_env or profile.api_key_file):
             raise ConfigError(f"{where} needs api_key_env or api_key_file")
+
+
+def _check_cache(cache: CacheSettings) -> None:
+    if cache.backend not in {"memory", "redis", "off"}:
+        raise ConfigError("cache.backend must be 'memory', 'redis' or 'off'")
+    if cache.backend == "redis" and urlsplit(cache.redis_url).scheme not in {
+        "redis", "rediss", "unix"
+    }:
+        raise ConfigError("cache.redis_url must be a redis://, rediss:// or unix:// URL")
+    positive = {
+        "cache.redis_op_timeout_seconds": cache.redis_op_timeout_seconds,
+        "cache.redis_breaker_seconds": cache.redis_breaker_seconds,
+        "cache.redis_max_connections": cache.redis_max_connections,
+        "cache.max_entries": cache.max_entries,
+        "cache.max_bytes": cache.max_bytes,
+        "cache.max_value_bytes": cache.max_value_bytes,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"{key} must be greater than 0")
+    for name in ("get_message", "list_messages", "get_message_file", "list_message_files"):
+        if getattr(cache, f"{name}_ttl_seconds") < 0:
+            raise ConfigError(f"cache.{name}_ttl_seconds must be 0 (off) or more")

@@ -46,6 +46,11 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     ('[server]\ngrpc_listen = "nohostport"\n', "server.grpc_listen"),
     ('[logging]\nformat = "xml"\n', "logging.format"),
     ('[server]\nreflection = "yes"\n', "server.reflection"),
+    ('[cache]\nbackend = "disk"\n', "cache.backend"),
+    ('[cache]\nbackend = "redis"\nredis_url = "http://x"\n', "cache.redis_url"),
+    ('[cache]\nredis_op_timeout_seconds = 0\n', "cache.redis_op_timeout_seconds"),
+    ('[cache]\nmax_bytes = -1\n', "cache.max_bytes"),
+    ('[cache]\nlist_messages_ttl_seconds = -2\n', "cache.list_messages_ttl_seconds"),
 ])
 def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
@@ -74,3 +79,13 @@ def test_api_key_file_wins_and_is_reread(tmp_path: Path) -> None:
 
 def test_parse_listen_accepts_ipv6() -> None:
     assert parse_listen("[::1]:50051", "k") == ("::1", 50051)
+
+
+def test_cache_section_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('[cache]\nbackend = "redis"\nget_message_ttl_seconds = 5\n')
+    settings = load_settings(path, environ={"GATEWAY_CACHE_MAX_ENTRIES": "42"})
+    assert settings.cache.backend == "redis"
+    assert settings.cache.get_message_ttl_seconds == 5.0
+    assert settings.cache.max_entries == 42
+    assert load_settings(None, environ={}).cache.backend == "memory"

@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway.call import current_call
+from gateway import cache as cached
+from gateway.cache import ResponseCache, build_cache
+from gateway.config import CacheSettings
 from gateway.errors import Internal
 from gateway.operations import idempotency
 from gateway.operations.idempotency import IdempotencyStore
@@ -62,11 +65,16 @@ class MessageOperations:
     """Every upstream operation, as the faces see it."""
 
     def __init__(
-        self, upstream: UpstreamClient, idempotency_store: IdempotencyStore | None = None
+        self,
+        upstream: UpstreamClient,
+        idempotency_store: IdempotencyStore | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._upstream = upstream
         self._idempotency = idempotency_store or IdempotencyStore()
         self._allowed_headers = upstream.settings.allowed_extra_headers
+        #: Reads go through it, writes invalidate it; in-process with default settings.
+        self.cache = cache if cache is not None else build_cache(CacheSettings())
 
     async def _call(
         self,
@@ -105,39 +113,48 @@ class MessageOperations:
             body["file_ids"] = list(req.file_ids)
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
-        if key is None:
-            # No key: sent once; re-sent only if it provably never reached the upstream.
-            raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
-                                   body=body)
-            return convert(wire.message_from_json, raw)
-        consumer = current_call().consumer or "anonymous"
-        mark = idempotency.marker(consumer, key)
-        body["metadata"] = {**body.get("metadata", {}), idempotency.MARKER_KEY: mark}
+        try:
+            if key is None:
+                # No key: sent once; re-sent only if it provably never reached the upstream.
+                raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
+                                       body=body)
+                return convert(wire.message_from_json, raw)
+            consumer = current_call().consumer or "anonymous"
+            mark = idempotency.marker(consumer, key)
+            body["metadata"] = {**body.get("metadata", {}), idempotency.MARKER_KEY: mark}
 
-        async def lookup() -> Any | None:
-            query = {"order": "desc", "limit": str(idempotency.LOOKUP_PAGE)}
-            page = await self._upstream.request("GET", ["threads", req.thread_id, "messages"],
-                                                query=query)
-            found = idempotency.find_marked(page.body, mark)
-            if found is not None:
-                metrics.IDEMPOTENT_REPLAYS.labels("recovered").inc()
-            return found
+            async def lookup() -> Any | None:
+                query = {"order": "desc", "limit": str(idempotency.LOOKUP_PAGE)}
+                page = await self._upstream.request("GET", ["threads", req.thread_id, "messages"],
+                                                    query=query)
+                found = idempotency.find_marked(page.body, mark)
+                if found is not None:
+                    metrics.IDEMPOTENT_REPLAYS.labels("recovered").inc()
+                return found
 
-        async def create(recover: bool) -> pb.Message:
-            found = await lookup() if recover else None
-            if found is None:
-                found = await self._call("POST", ["threads", req.thread_id, "messages"],
-                                         req.options, body=body, idempotent=True, recover=lookup)
-            return convert(wire.message_from_json, found)
+            async def create(recover: bool) -> pb.Message:
+                found = await lookup() if recover else None
+                if found is None:
+                    found = await self._call("POST", ["threads", req.thread_id, "messages"],
+                                             req.options, body=body, idempotent=True, recover=lookup)
+                return convert(wire.message_from_json, found)
 
-        return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create)
+            return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create)
+        finally:
+            # Even a failed write may have landed upstream (an answer lost on the way back).
+            await self.cache.invalidate(req.thread_id)
 
     async def get_message(self, req: pb.GetMessageRequest) -> pb.Message:
         check.check_get(req, self._allowed_headers)
-        raw = await self._call(
-            "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
-        )
-        return convert(wire.message_from_json, raw)
+
+        async def fetch() -> pb.Message:
+            raw = await self._call(
+                "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
+            )
+            return convert(wire.message_from_json, raw)
+
+        return await self.cache.read(cached.GET_MESSAGE, (req.thread_id, req.message_id), {},
+                                     req.options, fetch, pb.Message)
 
     async def update_message(self, req: pb.UpdateMessageRequest) -> pb.Message:
         check.check_update(req, self._allowed_headers)
@@ -145,15 +162,24 @@ class MessageOperations:
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
         # Metadata is replaced wholesale, so sending the same update twice changes nothing.
-        raw = await self._call(
-            "POST", ["threads", req.thread_id, "messages", req.message_id], req.options, body=body,
-            idempotent=True,
-        )
+        try:
+            raw = await self._call(
+                "POST", ["threads", req.thread_id, "messages", req.message_id], req.options,
+                body=body, idempotent=True,
+            )
+        finally:
+            await self.cache.invalidate(req.thread_id, req.message_id)
         return convert(wire.message_from_json, raw)
 
     async def list_messages(self, req: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
         check.check_list_messages(req, self._allowed_headers)
-        return await self._message_page(req, after=req.after, before=req.before, limit=req.limit)
+        query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before,
+                           run_id=req.run_id)
+        return await self.cache.read(
+            cached.LIST_MESSAGES, (req.thread_id,), query, req.options,
+            lambda: self._message_page(req, after=req.after, before=req.before, limit=req.limit),
+            pb.ListMessagesResponse,
+        )
 
     async def _message_page(
         self,
@@ -184,18 +210,29 @@ class MessageOperations:
 
     async def get_message_file(self, req: pb.GetMessageFileRequest) -> pb.MessageFile:
         check.check_get_file(req, self._allowed_headers)
-        raw = await self._call(
-            "GET",
-            ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
-            req.options,
-        )
-        return convert(wire.message_file_from_json, raw)
+
+        async def fetch() -> pb.MessageFile:
+            raw = await self._call(
+                "GET",
+                ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
+                req.options,
+            )
+            return convert(wire.message_file_from_json, raw)
+
+        return await self.cache.read(cached.GET_MESSAGE_FILE,
+                                     (req.thread_id, req.message_id, req.file_id), {},
+                                     req.options, fetch, pb.MessageFile)
 
     async def list_message_files(
         self, req: pb.ListMessageFilesRequest
     ) -> pb.ListMessageFilesResponse:
         check.check_list_files(req, self._allowed_headers)
-        return await self._file_page(req, after=req.after, before=req.before, limit=req.limit)
+        query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before)
+        return await self.cache.read(
+            cached.LIST_MESSAGE_FILES, (req.thread_id, req.message_id), query, req.options,
+            lambda: self._file_page(req, after=req.after, before=req.before, limit=req.limit),
+            pb.ListMessageFilesResponse,
+        )
 
     async def _file_page(
         self,

@@ -39,8 +39,12 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str | None:
+    return _metadata_text(context, "x-request-id")
+
+
+def _metadata_text(context: grpc.aio.ServicerContext, name: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and isinstance(value, str) and value.isprintable():
+        if key == name and isinstance(value, str) and value.isprintable():
             return value[:128]
     return None
 
@@ -87,6 +91,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         call = Call(method=method.rsplit("/", 1)[-1], deadline=time.monotonic() + timeout)
         call.request_id = _request_id(context) or call.request_id
         call.idempotency_key = _idempotency_key(context)
+        call.cache_control = (_metadata_text(context, "cache-control") or "").lower()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=call.request_id, method=call.method)
         return call

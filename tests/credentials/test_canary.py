@@ -98,15 +98,17 @@ async def test_canary_keys_never_appear_in_any_output(
             await expect_error(stub.GetMessage(pb.GetMessageRequest(
                 thread_id=thread_id, message_id="msg_missing"), metadata=auth),
                 grpc.StatusCode.NOT_FOUND)
-            emulator.faults.add("getMessage", "status", times=10, status=500)  # outlasts the read retries
+            # Outlasts the read retries; no-cache, as the message was just read into the cache.
+            emulator.faults.add("getMessage", "status", times=10, status=500)
             await expect_error(stub.GetMessage(pb.GetMessageRequest(
-                thread_id=thread_id, message_id=created.id), metadata=auth),
-                grpc.StatusCode.UNAVAILABLE)
+                thread_id=thread_id, message_id=created.id),
+                metadata=(*auth, ("cache-control", "no-cache"))), grpc.StatusCode.UNAVAILABLE)
             # The upstream rejects the canary upstream key (its 401 body may quote the key).
             emulator.emulator.api_keys.clear()
             emulator.emulator.api_keys.add("sk-some-other-key")
             await expect_error(stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id),
-                                                 metadata=auth), grpc.StatusCode.INTERNAL)
+                                                 metadata=(*auth, ("cache-control", "no-cache"))),
+                               grpc.StatusCode.INTERNAL)
             await expect_error(stub.StreamMessages(pb.StreamMessagesRequest(thread_id=thread_id),
                                                    metadata=auth), grpc.StatusCode.INTERNAL)
             # Auth failures: scope, the upstream key sent as a consumer key, canary with a

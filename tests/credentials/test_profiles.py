@@ -11,7 +11,7 @@ import pytest
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
-from gateway.config import ConfigError, ProfileSettings, load_settings
+from gateway.config import CacheSettings, ConfigError, ProfileSettings, load_settings
 from gateway.emulator.server import EmulatorServer
 from tests.credentials.helpers import add_consumer, auth_settings, bearer
 from tests.rpc.test_messages_service import details, new_thread
@@ -84,7 +84,8 @@ async def test_profiles_rotated_key_file_reread_once_on_upstream_401(
     settings = dataclasses.replace(
         auth_settings(emulator, path),
         profiles=(ProfileSettings(name="rot", base_url=emulator.base_url,
-                                  api_key_file=str(key_file)),))
+                                  api_key_file=str(key_file)),),
+        cache=CacheSettings(backend="off"))  # every get must reach the upstream
     gw = await start_gateway(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:

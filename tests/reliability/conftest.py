@@ -15,7 +15,13 @@ import pytest
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
-from gateway.config import ReliabilitySettings, ServerSettings, Settings, UpstreamSettings
+from gateway.config import (
+    CacheSettings,
+    ReliabilitySettings,
+    ServerSettings,
+    Settings,
+    UpstreamSettings,
+)
 from gateway.emulator.server import EmulatorServer
 from tests.conftest import EMULATOR_KEY
 
@@ -77,6 +83,8 @@ async def make_harness(emulator: EmulatorServer) -> AsyncIterator[HarnessFactory
             upstream=UpstreamSettings(base_url=emulator.base_url, api_key=EMULATOR_KEY,
                                       **(upstream or {})),
             reliability=ReliabilitySettings(**{**TEST_RELIABILITY, **reliability}),
+            # Off: these tests count upstream attempts, which cache hits would hide.
+            cache=CacheSettings(backend="off"),
         )
         gw = await start_gateway(settings)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}")

@@ -8,6 +8,7 @@ requests are counted from the emulator's request log; "no task left" compares th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
+from gateway.config import CacheSettings
 from gateway.emulator.server import EmulatorServer
 from tests.conftest import gateway_settings
 
@@ -316,8 +318,10 @@ async def test_stream_cancels_under_pool_contention_leak_no_connection_slot(
     """Six streams on a two-connection pool, all cancelled while fetching or queued for a
     connection (the httpcore#1093 path); afterwards the pool serves calls at full capacity."""
     thread_id, _ = seed(emulator, 40)
-    settings = gateway_settings(emulator, max_connections=2, max_keepalive_connections=2,
-                                transport=transport)
+    settings = dataclasses.replace(
+        gateway_settings(emulator, max_connections=2, max_keepalive_connections=2,
+                         transport=transport),
+        cache=CacheSettings(backend="off"))  # four identical lists must be four requests
     gw = await start_gateway(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:

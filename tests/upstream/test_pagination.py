@@ -246,6 +246,9 @@ async def test_walk_pages_cancel_during_cleanup_is_not_swallowed() -> None:
     assert closer.cancelled()
 
 
+# gc.collect() below also finalises garbage other tests left (unclosed sockets...): not ours.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_walk_pages_failed_prefetch_of_a_closed_walk_is_not_reported_unretrieved() -> None:
     reported: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()

@@ -1,0 +1,238 @@
+"""Response caching: the façade the operations call (``ResponseCache``).
+
+One call's path: the consumer's ``cache-control`` and the request's options decide whether the
+cache is used at all (``policy``); the key names the tenant, operation, path ids and every query
+parameter (``keys``); the backend (``memory`` in-process, or ``redis`` shared by replicas) is
+asked; on a miss one fetch per key runs per replica (``singleflight``) and a final, small enough
+answer is stored as serialized protobuf bytes. The outcome goes on the call record:
+``x-cache: hit|miss|bypass`` and ``age`` (seconds) as response metadata.
+
+Writes bump generations rather than deleting entries: a delete races with a fetch already in
+flight (the fetch stores the old answer right after the delete), while a fill stored under a
+generation that has moved on is never served, in-process or in Redis, on every replica at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway import metrics
+from gateway.cache.backend import Backend, Entry, Lookup
+from gateway.cache.keys import CacheKey, list_scope, make_key, message_scope
+from gateway.cache.memory import MemoryBackend
+from gateway.cache.policy import (
+    GET_MESSAGE,
+    GET_MESSAGE_FILE,
+    LIST_MESSAGE_FILES,
+    LIST_MESSAGES,
+    CachePolicy,
+    Directive,
+    cacheable,
+    directive,
+    options_bypass,
+)
+from gateway.cache.redis import RedisBackend
+from gateway.cache.singleflight import SingleFlight
+from gateway.call import Call, bind_call, current_call, unbind_call
+from gateway.config import CacheSettings
+from gateway.errors import DeadlineExceeded
+
+__all__ = [
+    "AGE_HEADER",
+    "GET_MESSAGE",
+    "GET_MESSAGE_FILE",
+    "LIST_MESSAGES",
+    "LIST_MESSAGE_FILES",
+    "X_CACHE_HEADER",
+    "Backend",
+    "CacheKey",
+    "Entry",
+    "Lookup",
+    "MemoryBackend",
+    "RedisBackend",
+    "ResponseCache",
+    "build_cache",
+]
+
+M = TypeVar("M", bound=Message)
+
+X_CACHE_HEADER = "x-cache"
+AGE_HEADER = "age"
+#: A follower whose leader ran out of deadline fetches again, at most this many times.
+MAX_TAKEOVERS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    #: The flight's own call record: upstream status and headers to copy to every waiter.
+    call: Call
+    message: Message | None = None
+    payload: bytes = b""
+    #: The fetch's failure, handed to every waiter (never stored).
+    error: Exception | None = None
+
+    def result(self) -> Message:
+        if self.error is not None:
+            raise self.error
+        assert self.message is not None
+        return self.message
+
+
+class ResponseCache:
+    """Read-through cache for the read operations; invalidation for the writes."""
+
+    def __init__(self, backend: Backend | None, policy: CachePolicy) -> None:
+        self.backend = backend
+        self.policy = policy
+        self._flights: SingleFlight[_Fetched] = SingleFlight()
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name if self.backend is not None else "off"
+
+    def _count(self, event: str) -> None:
+        metrics.CACHE_EVENTS.labels(self.backend_name, event).inc()
+
+    @staticmethod
+    def _mark(call: Call, outcome: str, age: float = 0.0) -> None:
+        call.cache = outcome
+        call.response_headers[X_CACHE_HEADER] = outcome
+        if outcome != "bypass":
+            call.response_headers[AGE_HEADER] = str(int(max(0.0, age)))
+
+    async def read(
+        self,
+        operation: str,
+        path: tuple[str, ...],
+        query: Mapping[str, str],
+        options: pb.RequestOptions,
+        fetch: Callable[[], Awaitable[M]],
+        message_type: type[M],
+    ) -> M:
+        """The answer to one read request, from the cache when allowed and present."""
+        call = current_call()
+        ttl = self.policy.ttl(operation)
+        wanted = directive(call.cache_control)
+        if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
+                or options_bypass(options)):
+            self._count("bypass")
+            self._mark(call, "bypass")
+            return await fetch()
+        merged = dict(query)
+        merged.update(options.extra_query)
+        key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
+        lookup = await self.backend.lookup(key)
+        if not lookup.available:
+            self._count("bypass")
+            self._mark(call, "bypass")
+            return await fetch()
+        if wanted is Directive.USE and lookup.entry is not None:
+            self._count("hit")
+            self._mark(call, "hit", time.time() - lookup.entry.stored_at)
+            return message_type.FromString(lookup.entry.payload)
+        self._count("miss")
+        self._mark(call, "miss")
+        if wanted is Directive.REFRESH:
+            # The consumer asked for an answer fetched after its request: no joining.
+            fetched = await self._fill(key, lookup, ttl, fetch, call)
+            _adopt(call, fetched.call, leader=True)
+            return fetched.result()  # type: ignore[return-value]
+        return await self._shared(key, lookup, ttl, fetch, message_type, call)
+
+    async def _shared(
+        self, key: CacheKey, lookup: Lookup, ttl: float, fetch: Callable[[], Awaitable[M]],
+        message_type: type[M], call: Call,
+    ) -> M:
+        for attempt in range(MAX_TAKEOVERS + 1):
+            flight_key = (key, lookup.generations)
+            fetched, joined = await self._flights.do(
+                flight_key, lambda: self._fill(key, lookup, ttl, fetch, call))
+            _adopt(call, fetched.call, leader=not joined)
+            if joined:
+                self._count("singleflight_join")
+            if isinstance(fetched.error, DeadlineExceeded) and joined:
+                # The leader's deadline ended the shared fetch; a follower with time left takes
+                # over with a fresh fetch under its own deadline.
+                left = call.remaining()
+                if attempt < MAX_TAKEOVERS and (left is None or left > 0):
+                    continue
+            message = fetched.result()
+            return message_type.FromString(fetched.payload) if joined else message  # type: ignore[return-value]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fill(
+        self, key: CacheKey, lookup: Lookup, ttl: float, fetch: Callable[[], Awaitable[M]],
+        leader: Call,
+    ) -> _Fetched:
+        """Fetch under a call record of its own (bound to the leader's deadline), then store."""
+        assert self.backend is not None
+        own = dataclasses.replace(leader, response_headers={}, upstream_calls=0,
+                                  upstream_status=None, upstream_request_id=None)
+        token = bind_call(own)
+        try:
+            message = await fetch()
+        except Exception as exc:  # handed to every waiter by _Fetched.result()
+            return _Fetched(own, error=exc)
+        finally:
+            # A flight runs in a task of its own, but a refresh runs inline: restore the caller.
+            unbind_call(token)
+        payload = message.SerializeToString()
+        if cacheable(message) and len(payload) <= self.policy.max_value_bytes:
+            await self.backend.store(key, payload, ttl, lookup.generations)
+        return _Fetched(own, message, payload)
+
+    async def invalidate(self, thread_id: str, message_id: str = "") -> None:
+        """After a write: the thread's list pages and, for an update, the message itself."""
+        if self.backend is None:
+            return
+        scopes = [list_scope(thread_id)]
+        if message_id:
+            scopes.append(message_scope(thread_id, message_id))
+        await self.backend.invalidate(thread_id, scopes)
+
+    async def close(self) -> None:
+        await self._flights.close()
+        if self.backend is not None:
+            await self.backend.close()
+
+
+def _scopes(operation: str, path: tuple[str, ...]) -> tuple[str, ...]:
+    if operation == GET_MESSAGE:
+        return (message_scope(path[0], path[1]),)
+    if operation == LIST_MESSAGES:
+        return (list_scope(path[0]),)
+    return ()  # message files never change
+
+
+def _adopt(call: Call, flight: Call, *, leader: bool) -> None:
+    """Hand the flight's upstream outcome to a waiting call (its log line, its metadata)."""
+    call.upstream_status = flight.upstream_status
+    call.upstream_request_id = flight.upstream_request_id
+    call.response_headers.update(flight.response_headers)
+    if leader:
+        call.upstream_calls += flight.upstream_calls
+
+
+def build_cache(settings: CacheSettings) -> ResponseCache:
+    """The cache the ``[cache]`` settings describe (call inside the running loop)."""
+    policy = CachePolicy(settings)
+    backend: Backend | None = None
+    if settings.backend == "memory":
+        backend = MemoryBackend(max_entries=settings.max_entries, max_bytes=settings.max_bytes)
+    elif settings.backend == "redis":
+        backend = RedisBackend(
+            url=settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            op_timeout=settings.redis_op_timeout_seconds,
+            breaker_seconds=settings.redis_breaker_seconds,
+            max_connections=settings.redis_max_connections,
+            max_ttl=policy.max_ttl,
+        )
+    return ResponseCache(backend, policy)

@@ -1,0 +1,217 @@
+"""The Redis backend (redis-py asyncio): one cache shared by every replica.
+
+Failure policy: the cache fails open. A command slower than ``op_timeout`` or failing counts as a
+failure and the call goes to the upstream; after ``FAILURES_TO_OPEN`` consecutive failures the
+backend is skipped for ``breaker_seconds`` so a dead Redis costs nothing per call.
+
+Cancellation: a caller never cancels a Redis command. Each command runs in its own task and the
+caller only *waits* for it (``asyncio.wait``, which neither cancels on timeout nor propagates the
+caller's cancellation). redis-py's own socket timeouts end the command, and redis-py drops a
+connection whose command was interrupted, so no connection goes back to the pool with an unread
+reply (CVE-2023-28858/9). The envelope's (tenant, key) tag is checked on every read regardless.
+
+Invalidation: each generation scope (a thread's list pages, one message) has a key holding a
+random token; a write sets a new token (visible to every replica at once) and entries stored under
+the old token no longer match. Fills are conditional (a Lua script compares the tokens seen before
+the fetch with the current ones), so an answer fetched across a write is never stored. Reads fetch
+the tokens and the value in one ``MGET``. Token keys outlive every entry (TTL = longest entry TTL
++ a margin), so an expired token can only turn entries into misses, never revive old ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway import metrics
+from gateway.cache.backend import Lookup
+from gateway.cache.envelope import EnvelopeError, decode, encode
+from gateway.cache.keys import CacheKey
+
+__all__ = ["FAILURES_TO_OPEN", "RedisBackend"]
+
+log = structlog.get_logger("gateway.cache")
+
+T = TypeVar("T")
+
+#: Consecutive failures that open the breaker.
+FAILURES_TO_OPEN = 3
+#: Seconds a generation key outlives the longest entry TTL.
+GENERATION_MARGIN_SECONDS = 60.0
+
+# KEYS: generation keys..., value key. ARGV: expected tokens..., value, ttl in ms.
+_CONDITIONAL_SET = """
+local n = #KEYS - 1
+for i = 1, n do
+  local current = redis.call('GET', KEYS[i]) or ''
+  if current ~= ARGV[i] then return 0 end
+end
+redis.call('SET', KEYS[n + 1], ARGV[n + 1], 'PX', ARGV[n + 2])
+return 1
+"""
+
+
+class _Unavailable(Exception):
+    """Redis did not answer in time or failed; the caller falls back to the upstream."""
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        op_timeout: float,
+        breaker_seconds: float,
+        max_connections: int,
+        max_ttl: float,
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=op_timeout,
+            socket_connect_timeout=op_timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections,
+        )
+        self._set_if_current = self._redis.register_script(_CONDITIONAL_SET)
+        self._prefix = prefix
+        self._op_timeout = op_timeout
+        self._breaker_seconds = breaker_seconds
+        self._max_pending = max_connections
+        self._generation_ttl = max(1, int(max_ttl + GENERATION_MARGIN_SECONDS))
+        self._failures = 0
+        self._open_until = 0.0
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _slot(thread_id: str) -> str:
+        # Hash tag on the thread: a value and its generation keys share a Redis Cluster slot.
+        return "{" + _h(thread_id) + "}"
+
+    def value_key(self, key: CacheKey) -> str:
+        thread_id = key.path[0] if key.path else ""
+        return f"{self._prefix}v:{self._slot(thread_id)}:{_h(key.tenant, key.text)}"
+
+    def generation_key(self, thread_id: str, scope: str) -> str:
+        return f"{self._prefix}g:{self._slot(thread_id)}:{_h(scope)}"
+
+    def _generation_keys(self, key: CacheKey) -> list[str]:
+        thread_id = key.path[0] if key.path else ""
+        return [self.generation_key(thread_id, s) for s in key.scopes]
+
+    # -- failure handling ----------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def _settle(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is None:
+            self._failures = 0
+            return
+        self._failure()
+
+    def _failure(self) -> None:
+        metrics.CACHE_EVENTS.labels(self.name, "error").inc()
+        self._failures += 1
+        if self._failures >= FAILURES_TO_OPEN and self.available:
+            self._open_until = time.monotonic() + self._breaker_seconds
+            log.warning("cache_redis_unavailable", retry_in_seconds=self._breaker_seconds)
+
+    def _spawn(self, command: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        async def run() -> T:
+            return await command()
+
+        task = asyncio.ensure_future(run())
+        self._pending.add(task)
+        task.add_done_callback(self._settle)
+        return task
+
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """The command's result within ``op_timeout``, or _Unavailable; never cancels it."""
+        if not self.available or len(self._pending) >= self._max_pending:
+            raise _Unavailable
+        task = self._spawn(command)
+        done, _ = await asyncio.wait({task}, timeout=self._op_timeout)
+        if not done:
+            # Still running: it finishes (or times out inside redis-py) on its own; counted then.
+            raise _Unavailable
+        if task.exception() is not None:
+            raise _Unavailable
+        return task.result()
+
+    # -- the backend contract ------------------------------------------------------------------
+
+    async def lookup(self, key: CacheKey) -> Lookup:
+        value_key = self.value_key(key)
+        names = [*self._generation_keys(key), value_key]
+        try:
+            values: list[bytes | None] = await self._run(lambda: self._redis.mget(names))
+        except _Unavailable:
+            return Lookup(None, (), available=False)
+        generations = tuple((v or b"").decode() for v in values[:-1])
+        raw = values[-1]
+        if raw is None:
+            return Lookup(None, generations)
+        try:
+            entry, stored_under = decode(raw, key.tenant, key.text)
+        except EnvelopeError as exc:
+            log.warning("cache_value_rejected", reason=exc.reason)
+            metrics.CACHE_EVENTS.labels(self.name, "error").inc()
+            if self.available:
+                self._spawn(lambda: self._redis.delete(value_key))
+            return Lookup(None, generations)
+        if stored_under != generations:
+            return Lookup(None, generations)
+        return Lookup(entry, generations)
+
+    async def store(
+        self, key: CacheKey, payload: bytes, ttl: float, generations: tuple[str, ...]
+    ) -> None:
+        value = encode(key.tenant, key.text, generations, payload, time.time())
+        keys = [*self._generation_keys(key), self.value_key(key)]
+        args: list[Any] = [*generations, value, max(1, int(ttl * 1000))]
+        try:
+            await self._run(lambda: self._set_if_current(keys=keys, args=args))
+        except _Unavailable:
+            return
+
+    async def invalidate(self, thread_id: str, scopes: Sequence[str]) -> None:
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.set(self.generation_key(thread_id, scope),
+                             secrets.token_hex(8), ex=self._generation_ttl)
+                await pipe.execute()
+
+        try:
+            await self._run(write)
+        except _Unavailable:
+            log.warning("cache_invalidation_failed", scopes=len(scopes))
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=max(1.0, 4 * self._op_timeout))
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
+
