@@ -154,6 +154,26 @@ def test_autoscaler_budget_and_policies_target_the_gateway(pod) -> None:
     assert redis_port in egress and 443 in egress
 
 
+def test_credentials_store_is_a_mounted_secret_and_redis_urls_name_the_redis_service(
+    settings, pod
+) -> None:
+    store = settings.auth.store_path
+    assert settings.auth.enabled
+    (container,) = pod["spec"]["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    mount = mounts[posixpath.dirname(store)]
+    assert "subPath" not in mount
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    secret = one("Secret", volume["secret"]["secretName"])
+    from gateway.credentials import store as credentials_store
+
+    empty = credentials_store.parse(secret["stringData"][posixpath.basename(store)])
+    assert empty.consumers == {}  # a valid store, with no consumer committed
+    service = one("Service", "messages-gateway-redis")
+    for url in (settings.cache.redis_url, settings.auth.redis_url):
+        assert url.startswith(f"redis://{service['metadata']['name']}:")
+
+
 def test_redis_service_selects_the_redis_pods() -> None:
     pod_labels = one("Deployment", "messages-gateway-redis")["spec"]["template"]["metadata"][
         "labels"]
