@@ -9,8 +9,8 @@ upstream client needs no extra parameters threaded through every layer.
 from __future__ import annotations
 
 import contextvars
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from gateway.errors import DeadlineExceeded
@@ -34,7 +34,7 @@ class Call:
     """What one consumer call is allowed and what it did."""
 
     method: str
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
     #: Absolute ``time.monotonic()`` by which the call must be answered.
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
