@@ -69,6 +69,7 @@ class Stack:
         self.run(self.emulator.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()  # else its self-pipe sockets are reported in whichever test GCs it
 
 
 @pytest.fixture(scope="module")
