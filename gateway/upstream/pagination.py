@@ -146,9 +146,12 @@ async def walk_pages(
                     # The one page of prefetch, fetched while this page is converted and written.
                     pending = asyncio.ensure_future(fetch(cursor))
                     pending.add_done_callback(_retrieve)
-                    # One turn of the loop: the fetch builds and sends its request now, not after
-                    # this page's conversion and write (a new task only runs once we yield).
-                    await asyncio.sleep(0)
+                    if number > 1:
+                        # One turn of the loop: the fetch builds and sends its request now, not
+                        # after this page's conversion and write (a new task only runs once we
+                        # yield). Not on the first page: the consumer is waiting for it, and
+                        # the request still goes out while that page is written.
+                        await asyncio.sleep(0)
             yield fetched if convert is None else convert(fetched)
             if not more:
                 return
