@@ -105,30 +105,54 @@ async def walk_pages(
     """
     seen: set[str] = set()
     sent = 0
-    pending: asyncio.Task[Any] | None = None
+    pending: asyncio.Task[tuple[Peek | None, Any, P | None]] | None = None
+    #: Whether the walker is blocked on the fetch (the consumer waits for the upstream).
+    waiting = False
+
+    async def fetch_page(cursor: str | None) -> tuple[Peek | None, Any, P | None]:
+        """(peek, raw envelope to convert, page already converted): one of the last two."""
+        fetched = await fetch(cursor)
+        if convert is None:
+            return _peek_page(fetched), None, fetched
+        peeked = _peek_envelope(fetched)
+        if waiting or peeked is None:
+            # The walker converts, once the next request is on its way.
+            return peeked, fetched, None
+        # Nobody is waiting for this page (the consumer is slower than the upstream): hold it
+        # converted - protobuf, not the ~170 KB of Python objects a parsed 100-message page is -
+        # until it is asked for. The conversion is off the critical path: the consumer is.
+        return peeked, None, convert(fetched)
+
+    def start_fetch(cursor: str | None) -> asyncio.Task[tuple[Peek | None, Any, P | None]]:
+        task = asyncio.ensure_future(fetch_page(cursor))
+        task.add_done_callback(_retrieve)
+        return task
+
     try:
-        pending = asyncio.ensure_future(fetch(start))
-        pending.add_done_callback(_retrieve)
+        pending = start_fetch(start)
         for number in range(1, max_pages + 1):
-            fetched = await pending
+            waiting = True
+            try:
+                peeked, raw, page = await pending
+            finally:
+                waiting = False
             pending = None
-            if convert is None:
-                count, more, first_id, last_id = _peek_page(fetched)
-            else:
-                peeked = _peek_envelope(fetched)
-                if peeked is None:
-                    convert(fetched)  # raises, naming what is wrong
-                    raise Internal(
-                        "the upstream returned a list page the gateway could not understand",
-                        reason="UPSTREAM_INVALID_RESPONSE",
-                    )
-                count, more, first_id, last_id = peeked
+            if peeked is None:
+                assert convert is not None  # pages are always peekable
+                convert(raw)  # raises, naming what is wrong
+                raise Internal(
+                    "the upstream returned a list page the gateway could not understand",
+                    reason="UPSTREAM_INVALID_RESPONSE",
+                )
+            count, more, first_id, last_id = peeked
             if not count:
-                if convert is not None:
-                    convert(fetched)  # an empty page must still be a valid one
+                if page is None and convert is not None:
+                    convert(raw)  # an empty page must still be a valid one
                 return
             if max_items and sent + count >= max_items:
-                page = fetched if convert is None else convert(fetched)
+                if page is None:
+                    assert convert is not None
+                    page = convert(raw)
                 del page.data[max_items - sent:]
                 yield page
                 return
@@ -144,15 +168,18 @@ async def walk_pages(
                 seen.add(cursor)
                 if number < max_pages:
                     # The one page of prefetch, fetched while this page is converted and written.
-                    pending = asyncio.ensure_future(fetch(cursor))
-                    pending.add_done_callback(_retrieve)
+                    pending = start_fetch(cursor)
                     if number > 1:
                         # One turn of the loop: the fetch builds and sends its request now, not
                         # after this page's conversion and write (a new task only runs once we
                         # yield). Not on the first page: the consumer is waiting for it, and
                         # the request still goes out while that page is written.
                         await asyncio.sleep(0)
-            yield fetched if convert is None else convert(fetched)
+            if page is None:
+                assert convert is not None
+                page = convert(raw)
+            raw = None  # only the page is held while the consumer takes it
+            yield page
             if not more:
                 return
         raise Internal("the upstream list did not end", reason="UPSTREAM_LIST_ENDLESS")
