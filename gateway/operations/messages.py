@@ -199,10 +199,14 @@ class MessageOperations:
         check.check_list_messages(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
 
-        def fetch(after: str, before: str) -> Awaitable[pb.ListMessagesResponse]:
-            return self._message_page(req, after=after, before=before, limit=limit)
+        def fetch(after: str, before: str) -> Awaitable[Any]:
+            query = page_query(limit=limit, order=req.order, after=after, before=before,
+                               run_id=req.run_id)
+            return self._call("GET", ["threads", req.thread_id, "messages"], req.options,
+                              query=query)
 
-        async with contextlib.aclosing(stream_pages(fetch, req, pb.MessagePage)) as pages:
+        parse = wire.message_page_from_json
+        async with contextlib.aclosing(stream_pages(fetch, req, parse)) as pages:
             async for page in pages:
                 yield page
 
@@ -255,10 +259,15 @@ class MessageOperations:
         check.check_list_files(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
 
-        def fetch(after: str, before: str) -> Awaitable[pb.ListMessageFilesResponse]:
-            return self._file_page(req, after=after, before=before, limit=limit)
+        def fetch(after: str, before: str) -> Awaitable[Any]:
+            query = page_query(limit=limit, order=req.order, after=after, before=before)
+            return self._call(
+                "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
+                req.options, query=query,
+            )
 
-        async with contextlib.aclosing(stream_pages(fetch, req, pb.MessageFilePage)) as pages:
+        parse = wire.message_file_page_from_json
+        async with contextlib.aclosing(stream_pages(fetch, req, parse)) as pages:
             async for page in pages:
                 yield page
 
@@ -266,9 +275,13 @@ class MessageOperations:
 async def stream_pages(
     fetch: Callable[[str, str], Awaitable[Any]],
     req: pb.StreamMessagesRequest | pb.StreamMessageFilesRequest,
-    page_type: type[S],
+    parse: Callable[[Any], S],
 ) -> AsyncIterator[S]:
-    """Walk a list for a stream request and wrap each upstream page with its resume cursor.
+    """Walk a list for a stream request and give each page its resume cursor.
+
+    ``fetch(after, before)`` returns the upstream's list envelope (parsed JSON) and ``parse``
+    builds the stream page from it; the walker starts the next fetch before it parses, so the
+    conversion overlaps the next upstream round trip.
 
     Without ``before`` the walk goes forwards from ``after``. With ``before`` it goes backwards,
     and ``after`` stays on every request as the window's far bound, so the walk stops there.
@@ -279,13 +292,20 @@ async def stream_pages(
     def fetch_at(cursor: str | None) -> Awaitable[Any]:
         return fetch(floor, cursor or "") if backwards else fetch(cursor or "", "")
 
+    def page_of(raw: Any) -> S:
+        return convert(parse, raw)
+
     start = (req.before if backwards else req.after) or None
-    walk = walk_pages(fetch_at, start=start, backwards=backwards, max_items=req.max_items)
+    walk = walk_pages(fetch_at, start=start, backwards=backwards, max_items=req.max_items,
+                      convert=page_of)
     async with contextlib.aclosing(walk) as pages:
         index = 0
         async for page in pages:
+            # The page is this stream's own message, built in place: no copy of its items.
             if backwards:
-                yield page_type(data=page.data, resume_before=page.data[0].id, page_index=index)
+                page.resume_before = page.data[0].id
             else:
-                yield page_type(data=page.data, resume_after=page.data[-1].id, page_index=index)
+                page.resume_after = page.data[-1].id
+            page.page_index = index
+            yield page
             index += 1

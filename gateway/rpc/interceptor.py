@@ -141,20 +141,21 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return behavior
 
-    async def _next_page(self, pages: AsyncIterator[Any]) -> Any:
+    async def _next_page(self, pages: AsyncIterator[Any], drained: asyncio.Future[Any] | None
+                         ) -> Any:
         """The next page, or UNAVAILABLE as soon as the server starts draining (a stream may
-        wait long for its next upstream page; shutdown must not)."""
-        draining = self._draining
-        if draining is None:
+        wait long for its next upstream page; shutdown must not).
+
+        ``drained`` is the stream's one waiter on the draining event, reused for every page (one
+        task per page fewer than a waiter per page; the caller cancels it when the stream ends)."""
+        if drained is None:
             return await anext(pages, _END)
-        if draining.is_set():
+        if drained.done() or (self._draining is not None and self._draining.is_set()):
             raise _draining_error()
         fetch = asyncio.ensure_future(_anext(pages))
-        drained = asyncio.ensure_future(draining.wait())
         try:
             await asyncio.wait((fetch, drained), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            drained.cancel()
             if not fetch.done():
                 fetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -175,10 +176,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             resume: dict[str, str] = {}
             items = 0
+            drained = None if self._draining is None else asyncio.ensure_future(
+                self._draining.wait())
             try:
                 async with contextlib.aclosing(inner(request, context)) as pages:
                     first = True
-                    while (page := await self._next_page(pages)) is not _END:
+                    while (page := await self._next_page(pages, drained)) is not _END:
                         if first:
                             await context.send_initial_metadata(self._metadata(call))
                             first = False
@@ -203,6 +206,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.CANCELLED
                 raise
             finally:
+                if drained is not None:
+                    drained.cancel()
                 _log_call(call, code, items=items)
                 unbind_call(token)
 

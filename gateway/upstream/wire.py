@@ -6,6 +6,8 @@ Pure functions over already-parsed JSON (``dict``/``list``/``str``/``int``/``boo
 * ``message_file_from_json`` / ``message_file_to_json``      (``thread.message.file`` <-> ``pb.MessageFile``)
 * ``message_list_from_json`` / ``message_list_to_json``      (``pb.ListMessagesResponse``)
 * ``message_file_list_from_json`` / ``message_file_list_to_json`` (``pb.ListMessageFilesResponse``)
+* ``message_page_from_json`` / ``message_file_page_from_json``  (a stream's ``pb.MessagePage`` /
+  ``pb.MessageFilePage``, items built in place)
 
 Rules:
 
@@ -47,6 +49,8 @@ __all__ = [
     "message_from_json",
     "message_list_from_json",
     "message_list_to_json",
+    "message_page_from_json",
+    "message_file_page_from_json",
     "message_to_json",
 ]
 
@@ -537,30 +541,54 @@ def message_file_from_json(obj: Mapping[str, Any]) -> pb.MessageFile:
     return f
 
 
-def message_list_from_json(obj: Mapping[str, Any]) -> pb.ListMessagesResponse:
-    """Convert an upstream page of messages (``object: "list"``) to ``pb.ListMessagesResponse``."""
-    r = pb.ListMessagesResponse()
-    data = _fill_list_envelope(r, obj)
-    add = r.data.add
+def _fill_messages(repeated: Any, data: list[Any] | tuple[Any, ...]) -> None:
+    add = repeated.add
     for i, item in enumerate(data):
         try:
             _fill_message(add(), item)
         except WireFormatError as e:
             raise e._within("data", i) from None
+
+
+def _fill_files(repeated: Any, data: list[Any] | tuple[Any, ...]) -> None:
+    add = repeated.add
+    for i, item in enumerate(data):
+        try:
+            _fill_file(add(), item)
+        except WireFormatError as e:
+            raise e._within("data", i) from None
+
+
+def message_list_from_json(obj: Mapping[str, Any]) -> pb.ListMessagesResponse:
+    """Convert an upstream page of messages (``object: "list"``) to ``pb.ListMessagesResponse``."""
+    r = pb.ListMessagesResponse()
+    _fill_messages(r.data, _fill_list_envelope(r, obj))
     return r
 
 
 def message_file_list_from_json(obj: Mapping[str, Any]) -> pb.ListMessageFilesResponse:
     """Convert an upstream page of message files to ``pb.ListMessageFilesResponse``."""
     r = pb.ListMessageFilesResponse()
-    data = _fill_list_envelope(r, obj)
-    add = r.data.add
-    for i, item in enumerate(data):
-        try:
-            _fill_file(add(), item)
-        except WireFormatError as e:
-            raise e._within("data", i) from None
+    _fill_files(r.data, _fill_list_envelope(r, obj))
     return r
+
+
+def message_page_from_json(obj: Mapping[str, Any]) -> pb.MessagePage:
+    """Convert an upstream page of messages to a stream's ``pb.MessagePage``.
+
+    The envelope is checked exactly as ``message_list_from_json`` checks it (same errors); the
+    items are built in place in the page, never copied into it from a list response.
+    """
+    page = pb.MessagePage()
+    _fill_messages(page.data, _fill_list_envelope(pb.ListMessagesResponse(), obj))
+    return page
+
+
+def message_file_page_from_json(obj: Mapping[str, Any]) -> pb.MessageFilePage:
+    """Convert an upstream page of message files to a stream's ``pb.MessageFilePage``."""
+    page = pb.MessageFilePage()
+    _fill_files(page.data, _fill_list_envelope(pb.ListMessageFilesResponse(), obj))
+    return page
 
 
 # ---------------------------------------------------------------------------------------------

@@ -270,3 +270,62 @@ async def test_walk_pages_failed_prefetch_of_a_closed_walk_is_not_reported_unret
         loop.set_exception_handler(None)
     # gc.collect() may also surface garbage left by earlier tests: only ours counts here.
     assert [ctx for ctx in reported if isinstance(ctx.get("exception"), Internal)] == []
+
+
+class RawUpstream:
+    """FakeUpstream answering with list envelopes as parsed JSON; ``log`` records every fetch
+    and every conversion, in order."""
+
+    def __init__(self, size: int, limit: int, delay: float) -> None:
+        self.pages = FakeUpstream(size=size, limit=limit, delay=delay)
+        self.log: list[str] = []
+
+    async def after(self, cursor: str | None) -> dict[str, Any]:
+        self.log.append(f"fetch {cursor}")
+        page = await self.pages.after(cursor)
+        return {"object": "list", "data": [{"id": i.id} for i in page.data],
+                "has_more": page.has_more}
+
+    def convert(self, raw: dict[str, Any]) -> FakePage:
+        if not isinstance(raw.get("data"), list):
+            raise Internal("bad page", reason="UPSTREAM_INVALID_RESPONSE")
+        self.log.append(f"convert {raw['data'][0]['id'] if raw['data'] else '-'}")
+        return FakePage([Item(o["id"]) for o in raw["data"]], raw["has_more"])
+
+
+async def test_walk_pages_with_convert_sends_the_next_request_before_converting_the_page() -> None:
+    upstream = RawUpstream(size=12, limit=3, delay=0.01)
+    walk = walk_pages(upstream.after, start=None, backwards=False, convert=upstream.convert)
+    pages = await collect(walk)
+    assert pages == [["i0", "i1", "i2"], ["i3", "i4", "i5"], ["i6", "i7", "i8"], ["i9", "i10", "i11"]]
+    log = upstream.log
+    # The first page goes to the consumer first; from then on the request for page N+1 is out
+    # before page N is converted (the consumer waits on the upstream, not on the conversion).
+    assert log.index("convert i0") < log.index("fetch i2")
+    assert log.index("fetch i5") < log.index("convert i3")
+    assert log.index("fetch i8") < log.index("convert i6")
+
+
+async def test_walk_pages_with_convert_holds_the_prefetched_page_converted_for_a_slow_consumer() -> None:
+    upstream = RawUpstream(size=12, limit=3, delay=0.0)
+    walk = walk_pages(upstream.after, start=None, backwards=False, convert=upstream.convert)
+    async with contextlib.aclosing(walk):
+        await anext(walk)
+        await asyncio.sleep(0.05)  # the consumer does not ask; the prefetch completes meanwhile
+        # Converted as it arrived: the parsed JSON is not what sits waiting for the consumer.
+        assert upstream.log == ["fetch None", "convert i0", "fetch i2", "convert i3"]
+        second = await anext(walk)
+        assert [i.id for i in second.data] == ["i3", "i4", "i5"]
+        assert upstream.log.count("convert i3") == 1
+
+
+async def test_walk_pages_with_convert_invalid_envelope_fails_with_the_conversion_error() -> None:
+    async def broken(cursor: str | None) -> dict[str, Any]:
+        return {"object": "list", "data": "not a list", "has_more": False}
+
+    def convert(raw: dict[str, Any]) -> FakePage:
+        raise Internal("bad page", reason="UPSTREAM_INVALID_RESPONSE")
+
+    with pytest.raises(Internal) as err:
+        await collect(walk_pages(broken, start=None, backwards=False, convert=convert))
+    assert err.value.details.reason == "UPSTREAM_INVALID_RESPONSE"
