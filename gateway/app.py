@@ -92,16 +92,16 @@ async def start_gateway(settings: Settings) -> Gateway:
     )
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    guards: list[AuthInterceptor] = []
     if settings.auth.enabled:
         reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
         reloader.start()
         authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
-        interceptors.append(AuthInterceptor(authenticator))
+        guards.append(AuthInterceptor(authenticator))
     else:
         log.warning("auth_disabled", detail="every caller is served under the default profile "
                     "without a key; set [auth] enabled = true outside loopback")
-    grpc_server = GrpcServer(settings.server, operations, interceptors=interceptors,
+    grpc_server = GrpcServer(settings.server, operations, guards=list(guards),
                              credentials=server_credentials(settings.server))
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
@@ -25,11 +25,9 @@ import structlog
 from gateway.call import current_call
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.errors import GatewayError
-from gateway.rpc.interceptor import PASSTHROUGH_PREFIXES
+from gateway.rpc.wrapping import Handler, WrappingInterceptor
 
 audit = structlog.get_logger("gateway.audit")
-
-Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 #: Methods that only read; every other method (including ones added later) needs "write".
 READ_PREFIXES = ("Get", "List", "Stream")
@@ -58,43 +56,16 @@ def _outcome(exc: BaseException | None) -> str:
     return "CANCELLED"
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     def __init__(self, authenticator: Authenticator) -> None:
+        super().__init__()
         self._auth = authenticator
-        #: method → (inner handler, wrapped handler): wrapping once per method, not per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(PASSTHROUGH_PREFIXES):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap_unary(self, method: str, inner: Handler) -> Handler:
+        return self._unary(scope_for(method), inner)
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        scope = scope_for(method)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(scope, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(scope, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # pragma: no cover - the contract has no client-streaming methods
+    def wrap_stream(self, method: str, inner: Handler) -> Handler:
+        return self._stream(scope_for(method), inner)
 
     async def _admit(self, scope: str, context: grpc.aio.ServicerContext) -> Principal:
         principal = await self._auth.authenticate(authorization(context), context.peer(), scope)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from gateway import metrics
 from gateway.call import Call, bind_call, unbind_call
 from gateway.errors import GatewayError, Unavailable
 from gateway.rpc.status import internal_status, to_grpc_status
+from gateway.rpc.wrapping import Handler, WrappingInterceptor
 
 log = structlog.get_logger("gateway.rpc")
 
@@ -33,52 +34,20 @@ RESUME_BEFORE_KEY = "resume-before"
 GATEWAY_REQUEST_ID_KEY = "x-gateway-request-id"
 #: Request metadata key carrying an idempotency key (CreateMessage's ``request_id`` alike).
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
-#: Services that are not wrapped (no log line, no auth): infrastructure, not consumer calls.
-PASSTHROUGH_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
-
-Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, default_timeout: float, draining: asyncio.Event | None = None) -> None:
+
+class CallInterceptor(WrappingInterceptor):
+    def __init__(
+        self,
+        default_timeout: float,
+        draining: asyncio.Event | None = None,
+        inner: Sequence[WrappingInterceptor] = (),
+    ) -> None:
+        super().__init__(inner)
         self._default_timeout = default_timeout
         #: Set when the server starts shutting down: streams end with UNAVAILABLE + resume-after.
         self._draining = draining
-        #: method → (inner handler, wrapped handler).
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(PASSTHROUGH_PREFIXES):
-            return handler
-        # Wrapped once per method, not per call: building handlers is a measurable part of a
-        # cache hit's cost (README, Benchmarks).
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # pragma: no cover - the contract has no client-streaming methods
 
     def _open(self, method: str, context: grpc.aio.ServicerContext) -> Call:
         remaining = context.time_remaining()
@@ -118,7 +87,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(status.code, status.details, trailing)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
-    def _unary(self, method: str, inner: Handler) -> Handler:
+    def wrap_unary(self, method: str, inner: Handler) -> Handler:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = self._open(method, context)
             token = bind_call(call)
@@ -164,7 +133,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             raise _draining_error()
         return fetch.result()
 
-    def _stream(self, method: str, inner: Handler) -> Handler:
+    def wrap_stream(self, method: str, inner: Handler) -> Handler:
         # A coroutine writing with context.write, not an async generator: when the consumer
         # cancels (or its deadline passes) while a write waits on flow control, the cancellation
         # lands here, inside this task, and the aclosing() below closes the page walker at once.

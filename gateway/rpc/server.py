@@ -18,6 +18,7 @@ from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import ServerSettings
 from gateway.operations.messages import MessageOperations
 from gateway.rpc.interceptor import CallInterceptor
+from gateway.rpc.wrapping import WrappingInterceptor
 from gateway.rpc.servicer import MessagesServicer
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessagesService"].full_name
@@ -31,6 +32,7 @@ class GrpcServer:
         settings: ServerSettings,
         operations: MessageOperations,
         *,
+        guards: list[WrappingInterceptor] | None = None,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
@@ -38,8 +40,10 @@ class GrpcServer:
         #: Set once shutdown begins; in-flight streams then end with UNAVAILABLE + resume-after.
         self.draining = asyncio.Event()
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(settings.default_timeout_seconds, self.draining),
-                          *(interceptors or [])],
+            # One installed interceptor; guards (auth) run inside it, after the call record opens,
+            # so their errors are mapped in the one place too.
+            interceptors=[CallInterceptor(settings.default_timeout_seconds, self.draining,
+                                          guards or ()), *(interceptors or [])],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
