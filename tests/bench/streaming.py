@@ -323,6 +323,8 @@ async def run() -> list[dict[str, Any]]:
         emulator_port, grpc_port = free_port(), free_port()
         env = child_env(
             EMULATOR_API_KEYS=KEY, OPENAI_API_KEY=KEY, GATEWAY_LOGGING_LEVEL="warning",
+            # Streams are not cached; unary pages are. Off, so both read the upstream each time.
+            GATEWAY_CACHE_BACKEND="off",
             GATEWAY_SERVER_MAX_CONCURRENT_RPCS=str(4 * CONCURRENT),
             # Every one of the CONCURRENT streams has a fetch in flight at once.
             GATEWAY_RELIABILITY_MAX_UPSTREAM_CONCURRENCY=str(2 * CONCURRENT),
