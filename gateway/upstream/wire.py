@@ -220,6 +220,26 @@ def _unrepresentable(obj: Mapping[str, Any], keys: tuple[str, ...], *prefix: str
 # ---------------------------------------------------------------------------------------------
 
 
+def _fill_file_ref(target: Any, o: Mapping[str, Any], key: str) -> None:
+    """``{key: {"file_id": str}}`` into ``target.file_id`` (file_path and image_file alike)."""
+    sub = o.get(key, _MISSING)
+    if sub is _MISSING:
+        raise WireFormatError("missing required field", key)
+    if type(sub) is not dict and not isinstance(sub, Mapping):
+        raise _expected("an object", sub, key)
+    file_id = sub.get("file_id", _MISSING)
+    if file_id is _MISSING:
+        raise WireFormatError("missing required field", key, "file_id")
+    if type(file_id) is not str:
+        raise _expected("a string", file_id, key, "file_id")
+    try:
+        target.file_id = file_id
+    except ValueError:
+        raise _unrepresentable(sub, ("file_id",), key) from None
+    if not file_id:
+        target.SetInParent()
+
+
 def _fill_annotation(a: pb.TextAnnotation, o: Any) -> None:
     if type(o) is not dict and not isinstance(o, Mapping):
         raise _expected("an object", o)
@@ -248,22 +268,7 @@ def _fill_annotation(a: pb.TextAnnotation, o: Any) -> None:
         if not file_id and not quote:
             a.file_citation.SetInParent()
     elif kind == "file_path":
-        sub = o.get("file_path", _MISSING)
-        if sub is _MISSING:
-            raise WireFormatError("missing required field", "file_path")
-        if type(sub) is not dict and not isinstance(sub, Mapping):
-            raise _expected("an object", sub, "file_path")
-        file_id = sub.get("file_id", _MISSING)
-        if file_id is _MISSING:
-            raise WireFormatError("missing required field", "file_path", "file_id")
-        if type(file_id) is not str:
-            raise _expected("a string", file_id, "file_path", "file_id")
-        try:
-            a.file_path.file_id = file_id
-        except ValueError:
-            raise _unrepresentable(sub, ("file_id",), "file_path") from None
-        if not file_id:
-            a.file_path.SetInParent()
+        _fill_file_ref(a.file_path, o, "file_path")
     elif kind is _MISSING:
         raise WireFormatError("missing required field", "type")
     else:
@@ -326,22 +331,7 @@ def _fill_content(c: pb.MessageContent, o: Any) -> None:
         elif not value:
             c.text.SetInParent()
     elif kind == "image_file":
-        sub = o.get("image_file", _MISSING)
-        if sub is _MISSING:
-            raise WireFormatError("missing required field", "image_file")
-        if type(sub) is not dict and not isinstance(sub, Mapping):
-            raise _expected("an object", sub, "image_file")
-        file_id = sub.get("file_id", _MISSING)
-        if file_id is _MISSING:
-            raise WireFormatError("missing required field", "image_file", "file_id")
-        if type(file_id) is not str:
-            raise _expected("a string", file_id, "image_file", "file_id")
-        try:
-            c.image_file.file_id = file_id
-        except ValueError:
-            raise _unrepresentable(sub, ("file_id",), "image_file") from None
-        if not file_id:
-            c.image_file.SetInParent()
+        _fill_file_ref(c.image_file, o, "image_file")
     elif kind is _MISSING:
         raise WireFormatError("missing required field", "type")
     else:
