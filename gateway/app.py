@@ -85,7 +85,7 @@ async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
     upstream = UpstreamPool(settings)
     operations = MessageOperations(
-        upstream,  # type: ignore[arg-type]  # the pool answers request() like one client
+        upstream,
         IdempotencyStore(settings.reliability.idempotency_window_seconds,
                          settings.reliability.idempotency_max_entries),
         build_cache(settings.cache),

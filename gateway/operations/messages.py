@@ -23,7 +23,7 @@ from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations import validation as check
 from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES, extra_body
 from gateway.upstream import wire
-from gateway.upstream.client import UpstreamClient
+from gateway.upstream.client import Upstream
 from gateway.upstream.pagination import walk_pages
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class MessageOperations:
 
     def __init__(
         self,
-        upstream: UpstreamClient,
+        upstream: Upstream,
         idempotency_store: IdempotencyStore | None = None,
         cache: ResponseCache | None = None,
     ) -> None:

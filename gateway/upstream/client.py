@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -59,6 +59,25 @@ class UpstreamResponse:
     status: int
     body: Any
     headers: dict[str, str]
+
+
+class Upstream(Protocol):
+    """What the operations need of the upstream: one client, or the pool of profile clients."""
+
+    @property
+    def settings(self) -> UpstreamSettings: ...  # pragma: no cover - protocol
+
+    async def request(
+        self,
+        method: str,
+        segments: Sequence[str],
+        *,
+        query: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        recover: Callable[[], Awaitable[Any | None]] | None = None,
+    ) -> UpstreamResponse: ...  # pragma: no cover - protocol
 
 
 class KeySource:

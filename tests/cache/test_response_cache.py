@@ -298,7 +298,10 @@ def redis_settings(emulator: EmulatorServer, url: str, prefix: str, **cache: obj
 async def replicas(
     emulator: EmulatorServer, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[list[pb_grpc.MessagesServiceStub]]:
-    gateways = [await start_gateway(redis_settings(emulator, redis_url, redis_prefix))
+    # A generous Redis op timeout: these tests are about sharing and single-flight, and a loaded
+    # machine must not turn a slow Redis reply into the (separately tested) bypass path.
+    gateways = [await start_gateway(redis_settings(emulator, redis_url, redis_prefix,
+                                                   redis_op_timeout_seconds=1.0))
                 for _ in range(2)]
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") for gw in gateways]
     try:

@@ -93,7 +93,13 @@ async def main(seconds: float, concurrency: int, fault_rate: float) -> int:
     env = {**os.environ, "EMULATOR_API_KEYS": KEY, "GATEWAY_UPSTREAM_API_KEY": KEY,
            "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{gw_port}",
            "GATEWAY_UPSTREAM_BASE_URL": f"http://127.0.0.1:{emu_port}/v1",
-           "GATEWAY_LOGGING_LEVEL": "error"}
+           "GATEWAY_LOGGING_LEVEL": "error",
+           # The bounded structures are kept small so that they are full before warm-up ends
+           # (27 keyed creates/s fill 1,000 idempotency entries in under a minute): any growth
+           # measured after warm-up is then a leak, not a cache filling up to its bound.
+           "GATEWAY_RELIABILITY_IDEMPOTENCY_MAX_ENTRIES": "1000",
+           "GATEWAY_CACHE_MAX_ENTRIES": "500",
+           "GATEWAY_CACHE_MAX_BYTES": str(4 * 1024 * 1024)}
     emulator = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "emulator", "--listen", f"127.0.0.1:{emu_port}",
         env=env, stdout=asyncio.subprocess.DEVNULL)
