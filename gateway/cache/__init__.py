@@ -15,10 +15,11 @@ generation that has moved on is never served, in-process or in Redis, on every r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -98,7 +99,7 @@ class ResponseCache:
         return self.backend.name if self.backend is not None else "off"
 
     def _count(self, event: str) -> None:
-        metrics.CACHE_EVENTS.labels(self.backend_name, event).inc()
+        _event_counter(self.backend_name, event).inc()
 
     @staticmethod
     def _mark(call: Call, outcome: str, age: float = 0.0) -> None:
@@ -201,6 +202,12 @@ class ResponseCache:
         await self._flights.close()
         if self.backend is not None:
             await self.backend.close()
+
+
+@functools.cache
+def _event_counter(backend: str, event: str) -> Any:
+    """The counter child of one (backend, event): ``labels()`` takes a lock on every call."""
+    return metrics.CACHE_EVENTS.labels(backend, event)
 
 
 def _scopes(operation: str, path: tuple[str, ...]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ on; a write bumps a scope's generation and every entry stored under the older on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
@@ -25,12 +26,15 @@ class CacheKey:
     query: tuple[tuple[str, str], ...]
     #: Generation scopes the entry depends on (empty for immutable resources).
     scopes: tuple[str, ...] = ()
+    #: The tenant-free part, unambiguous: every component is percent-encoded whole. Computed
+    #: once in ``make_key``: every lookup and store reads it.
+    text: str = ""
 
-    @property
-    def text(self) -> str:
-        """The tenant-free part, unambiguous: every component is percent-encoded whole."""
-        path = "/".join(quote(part, safe="") for part in self.path)
-        return f"{self.operation}/{path}?{urlencode(self.query)}"
+
+@functools.lru_cache(maxsize=8192)
+def _quote(part: str) -> str:
+    """One id percent-encoded whole; hot ids repeat on every hit, so the encoding is kept."""
+    return quote(part, safe="")
 
 
 def make_key(
@@ -40,14 +44,17 @@ def make_key(
     query: Mapping[str, str],
     scopes: tuple[str, ...] = (),
 ) -> CacheKey:
-    return CacheKey(tenant, operation, path, tuple(sorted(query.items())), scopes)
+    ordered = tuple(sorted(query.items()))
+    text = "/".join(_quote(part) for part in path)
+    return CacheKey(tenant, operation, path, ordered, scopes,
+                    f"{operation}/{text}?{urlencode(ordered)}")
 
 
 def list_scope(thread_id: str) -> str:
     """The generation of a thread's message list pages (bumped by every write to the thread)."""
-    return "list/" + quote(thread_id, safe="")
+    return "list/" + _quote(thread_id)
 
 
 def message_scope(thread_id: str, message_id: str) -> str:
     """The generation of one message (bumped by UpdateMessage)."""
-    return "message/" + quote(thread_id, safe="") + "/" + quote(message_id, safe="")
+    return "message/" + _quote(thread_id) + "/" + _quote(message_id)

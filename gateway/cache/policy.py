@@ -46,6 +46,8 @@ class Directive(enum.Enum):
 
 def directive(cache_control: str) -> Directive:
     """Parse ``cache-control`` (comma-separated, case-insensitive); ``no-store`` wins."""
+    if not cache_control:
+        return Directive.USE  # the common case: no header at all
     tokens = {part.strip().split("=", 1)[0] for part in cache_control.lower().split(",")}
     if "no-store" in tokens:
         return Directive.BYPASS
