@@ -66,17 +66,23 @@ async def wait_port(port: int) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
+#: Share of each kind of call in the traffic: (create, list) cut points on [0, 1).
+MIXES = {"all": (0.2, 0.6), "create": (1.0, 1.0), "list": (0.0, 1.0), "stream": (0.0, 0.0)}
+
+
 async def traffic(stub: pb_grpc.MessagesServiceStub, threads: list[str], stop: float,
-                  counts: collections.Counter[str], rng: random.Random) -> None:
+                  counts: collections.Counter[str], rng: random.Random,
+                  mix: tuple[float, float] = MIXES["all"]) -> None:
+    create_below, list_below = mix
     while time.monotonic() < stop:
         thread_id = rng.choice(threads)
         kind = rng.random()
         try:
-            if kind < 0.2:
+            if kind < create_below:
                 await stub.CreateMessage(pb.CreateMessageRequest(
                     thread_id=thread_id, role=pb.ROLE_USER, content="soak",
                     request_id=f"soak-{rng.getrandbits(64)}"), timeout=5)
-            elif kind < 0.6:
+            elif kind < list_below:
                 await stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id, limit=20),
                                         timeout=5)
             else:
@@ -88,7 +94,7 @@ async def traffic(stub: pb_grpc.MessagesServiceStub, threads: list[str], stop: f
             counts[err.code().name] += 1
 
 
-async def main(seconds: float, concurrency: int, fault_rate: float) -> int:
+async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all") -> int:
     emu_port, gw_port = free_port(), free_port()
     env = {**os.environ, "EMULATOR_API_KEYS": KEY, "GATEWAY_UPSTREAM_API_KEY": KEY,
            "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{gw_port}",
@@ -127,7 +133,7 @@ async def main(seconds: float, concurrency: int, fault_rate: float) -> int:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw_port}") as channel:
             stub = pb_grpc.MessagesServiceStub(channel)
             workers = [asyncio.ensure_future(traffic(stub, threads, stop, counts,
-                                                     random.Random(i)))
+                                                     random.Random(i), MIXES[mix]))
                        for i in range(concurrency)]
             await asyncio.sleep(warmup)
             rss_warm = proc.memory_info().rss
@@ -162,5 +168,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="all",
+                        help="only one kind of call, to find which one a growth comes from")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.seconds, args.concurrency, args.fault_rate)))
+    sys.exit(asyncio.run(main(args.seconds, args.concurrency, args.fault_rate, args.mix)))
