@@ -220,13 +220,19 @@ def _unrepresentable(obj: Mapping[str, Any], keys: tuple[str, ...], *prefix: str
 # ---------------------------------------------------------------------------------------------
 
 
-def _fill_file_ref(target: Any, o: Mapping[str, Any], key: str) -> None:
-    """``{key: {"file_id": str}}`` into ``target.file_id`` (file_path and image_file alike)."""
+def _object_field(o: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """The required JSON object under ``key`` (a content part's or annotation's payload)."""
     sub = o.get(key, _MISSING)
     if sub is _MISSING:
         raise WireFormatError("missing required field", key)
     if type(sub) is not dict and not isinstance(sub, Mapping):
         raise _expected("an object", sub, key)
+    return sub  # type: ignore[no-any-return]
+
+
+def _fill_file_ref(target: Any, o: Mapping[str, Any], key: str) -> None:
+    """``{key: {"file_id": str}}`` into ``target.file_id`` (file_path and image_file alike)."""
+    sub = _object_field(o, key)
     file_id = sub.get("file_id", _MISSING)
     if file_id is _MISSING:
         raise WireFormatError("missing required field", key, "file_id")
@@ -245,11 +251,7 @@ def _fill_annotation(a: pb.TextAnnotation, o: Any) -> None:
         raise _expected("an object", o)
     kind = o.get("type", _MISSING)
     if kind == "file_citation":
-        sub = o.get("file_citation", _MISSING)
-        if sub is _MISSING:
-            raise WireFormatError("missing required field", "file_citation")
-        if type(sub) is not dict and not isinstance(sub, Mapping):
-            raise _expected("an object", sub, "file_citation")
+        sub = _object_field(o, "file_citation")
         try:
             file_id = sub["file_id"]
             quote = sub["quote"]
@@ -302,11 +304,7 @@ def _fill_content(c: pb.MessageContent, o: Any) -> None:
         raise _expected("an object", o)
     kind = o.get("type", _MISSING)
     if kind == "text":
-        sub = o.get("text", _MISSING)
-        if sub is _MISSING:
-            raise WireFormatError("missing required field", "text")
-        if type(sub) is not dict and not isinstance(sub, Mapping):
-            raise _expected("an object", sub, "text")
+        sub = _object_field(o, "text")
         try:
             value = sub["value"]
             annotations = sub["annotations"]
