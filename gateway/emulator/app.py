@@ -89,6 +89,13 @@ _STATUS_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
 _Operation = Callable[[web.Request, bool], Awaitable[Any]]
 
 
+async def _sleep_until(when: float) -> None:
+    """Sleep until the running loop's clock reads ``when`` (no-op when it already has)."""
+    delay = when - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 class _Aborted(Exception):
     """The emulator itself aborted the connection (a ``reset`` fault)."""
 
@@ -373,6 +380,11 @@ class Emulator:
         try:
             if decision.latency:
                 await asyncio.sleep(decision.latency)
+            # The response time counts from when handling starts (after any added latency, so
+            # the two stack), on the loop's clock, which is what its timers use.
+            answer_at = asyncio.get_running_loop().time() + decision.response_time
+            if kind in ("reset", "redirect", "non_json", "huge_body"):
+                await _sleep_until(answer_at)
 
             if kind in ("reset", "status") and params.get("run_handler"):
                 await self._run(request, operation, False)
@@ -401,6 +413,7 @@ class Emulator:
             else:
                 status, payload = await self._run(request, operation, kind == "stale_cursor")
             body = self.encoder.encode(payload)
+            await _sleep_until(answer_at)
             headers = {
                 "Content-Type": "application/json",
                 **self._openai_headers(request_id, started),

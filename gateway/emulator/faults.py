@@ -29,10 +29,13 @@ seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters
                     back with ``has_more: true``, so pagination never advances
 ==================  ==================================================================
 
-``latency`` rules stack with each other and with the per-operation latency setting
-(:meth:`Faults.set_latency`, the benchmarks' "20 ms per list page"); of the other rules the first
-matching one that fires wins and later ones are not consulted (their counts and RNG draws are not
-consumed).
+``latency`` rules stack with each other and are *added* before the request is handled. The
+per-operation latency setting (:meth:`Faults.set_latency`, the benchmarks' "20 ms per list page")
+is the upstream's *response time* instead, stacked after them: the operation runs when handling
+starts and the answer leaves no earlier than that many seconds later, so the emulator's own work (a
+page of 100 messages takes a few milliseconds) happens inside the stated latency, as a real
+service's does, and a 20 ms page is a 20 ms page. Of the other rules the first matching one that
+fires wins and later ones are not consulted (their counts and RNG draws are not consumed).
 """
 
 from __future__ import annotations
@@ -124,9 +127,12 @@ class FaultRule:
 
 @dataclass(frozen=True)
 class FaultDecision:
-    """What to do to one request: total added latency and at most one other fault."""
+    """What to do to one request: added latency, response time and at most one other fault."""
 
+    #: Seconds of ``latency`` rules, slept before the request is handled.
     latency: float = 0.0
+    #: The per-operation response time: the answer leaves no earlier than this after arrival.
+    response_time: float = 0.0
     fault: FaultRule | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -208,7 +214,8 @@ class Faults:
             return list(self._rules)
 
     def set_latency(self, operation: str, seconds: float) -> None:
-        """Fixed latency for an operation (``"*"`` = all), e.g. 0.02 for every list page."""
+        """Fixed response time for an operation (``"*"`` = all), e.g. 0.02 for every list page:
+        the answer leaves ``seconds`` after handling starts, the emulator's own work included."""
         if operation != "*" and operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         if seconds < 0:
@@ -227,9 +234,10 @@ class Faults:
     def decide(self, operation: str | None) -> FaultDecision:
         """Consume the firings for one request and say what to do to it."""
         with self._lock:
-            delay = self._latency.get("*", 0.0)
+            response_time = self._latency.get("*", 0.0)
             if operation is not None:
-                delay += self._latency.get(operation, 0.0)
+                response_time += self._latency.get(operation, 0.0)
+            delay = 0.0
             chosen: FaultRule | None = None
             for rule in self._rules:
                 if not rule.matches(operation):
@@ -248,4 +256,5 @@ class Faults:
                 else:
                     chosen = rule
             params = dict(chosen.params) if chosen else {}
-            return FaultDecision(latency=delay, fault=chosen, params=params)
+            return FaultDecision(latency=delay, response_time=response_time, fault=chosen,
+                                 params=params)

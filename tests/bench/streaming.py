@@ -12,6 +12,10 @@ machine may be shared and its background load drifts. Rows:
   against the emulator (httpx on the gateway's transport, one cursor after the other) is reported
   next to it: no cursor walk can be faster than that, whatever the gateway does, so it shows how
   much of a miss is the upstream's own service time rather than the gateway's;
+* the machine's own floor: a bare aiohttp server in this process that waits 20 ms and answers a
+  tiny body, walked 100 times by the same httpx client. On a shared VM the CPU is slow to wake
+  after every 20 ms idle gap (a loopback round trip costs ~1 ms busy and ~2-3 ms after the gap),
+  so no walk of 100 sequential round trips can come in under this row, gateway or not;
 * time to the first page ÷ 20 ms;
 * messages/s with no added latency: StreamMessages ÷ a consumer paging with unary ListMessages;
 * memory: the gateway process's RSS growth with 200 concurrent streams (against 200 concurrent
@@ -25,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
 import httpx
 import psutil
+from aiohttp import web
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
@@ -62,6 +67,7 @@ CALL_TIMEOUT = 30.0
 STREAM = "StreamMessages"
 UNARY = "unary ListMessages paging"
 DIRECT = "direct upstream walk (httpx, no gateway)"
+BARE = "bare loopback round trips (20 ms wait, tiny body)"
 
 Measure = Callable[[], Awaitable[tuple[int, float, float]]]
 
@@ -142,6 +148,36 @@ def median_ratio(mine: list[float], base: list[float]) -> float:
     return statistics.median(m / b for m, b in zip(mine, base))
 
 
+async def walk_bare(http: httpx.AsyncClient, url: str) -> tuple[int, float, float]:
+    """PAGES sequential requests to a server that only waits LATENCY: the machine's floor."""
+    started = time.perf_counter()
+    first = 0.0
+    for index in range(PAGES):
+        (await http.get(url)).raise_for_status()
+        if not index:
+            first = time.perf_counter() - started
+    return MESSAGES, first, time.perf_counter() - started
+
+
+@asynccontextmanager
+async def bare_server() -> AsyncIterator[str]:
+    """An aiohttp server in this process answering ``{}`` LATENCY after each request."""
+    async def wait_then_answer(request: web.Request) -> web.Response:
+        await asyncio.sleep(LATENCY)
+        return web.Response(body=b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/", wait_then_answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
 class Emulator:
     """The emulator process's admin API."""
 
@@ -169,11 +205,13 @@ async def latency_rows(stub: pb_grpc.MessagesServiceStub, emulator: Emulator,
                        http: httpx.AsyncClient, base_url: str) -> list[dict[str, Any]]:
     await emulator.set_latency(LATENCY)
     try:
-        got = await interleaved({
-            STREAM: lambda: stream_all(stub),
-            UNARY: lambda: page_unary(stub),
-            DIRECT: lambda: walk_direct(http, base_url),
-        })
+        async with bare_server() as bare_url:
+            got = await interleaved({
+                STREAM: lambda: stream_all(stub),
+                UNARY: lambda: page_unary(stub),
+                DIRECT: lambda: walk_direct(http, base_url),
+                BARE: lambda: walk_bare(http, bare_url),
+            })
     finally:
         await emulator.set_latency(0)
     ideal = PAGES * LATENCY
@@ -187,6 +225,14 @@ async def latency_rows(stub: pb_grpc.MessagesServiceStub, emulator: Emulator,
         row("direct upstream walk, 20 ms/page (the floor of any cursor walk) / (pages x 20 ms)",
             statistics.median(w / ideal for w in whole[DIRECT]), "-",
             measured_ms=ms(statistics.median(whole[DIRECT])), baseline_ms=ms(ideal),
+            rounds=ROUNDS),
+        row("bare loopback round trips, 20 ms wait (this machine's floor) / (pages x 20 ms)",
+            statistics.median(w / ideal for w in whole[BARE]), "-",
+            measured_ms=ms(statistics.median(whole[BARE])), baseline_ms=ms(ideal),
+            rounds=ROUNDS),
+        row("StreamMessages, 20 ms/page: whole stream / bare loopback round trips",
+            median_ratio(whole[STREAM], whole[BARE]), "-",
+            measured_ms=ms(stream_ms), baseline_ms=ms(statistics.median(whole[BARE])),
             rounds=ROUNDS),
         row("StreamMessages, 20 ms/page: whole stream / direct upstream walk",
             median_ratio(whole[STREAM], whole[DIRECT]), "-",
@@ -203,6 +249,10 @@ async def latency_rows(stub: pb_grpc.MessagesServiceStub, emulator: Emulator,
         row("direct upstream GET, 20 ms/page: first page / one page's latency (reference)",
             statistics.median(f / LATENCY for f in first[DIRECT]), "-",
             measured_ms=ms(statistics.median(first[DIRECT])), baseline_ms=ms(LATENCY),
+            rounds=ROUNDS),
+        row("bare loopback round trip, 20 ms wait: first answer / one page's latency (reference)",
+            statistics.median(f / LATENCY for f in first[BARE]), "-",
+            measured_ms=ms(statistics.median(first[BARE])), baseline_ms=ms(LATENCY),
             rounds=ROUNDS),
     ]
 
