@@ -94,7 +94,9 @@ class CallInterceptor(WrappingInterceptor):
             code = grpc.StatusCode.OK
             try:
                 response = await inner(request, context)
-                await context.send_initial_metadata(self._metadata(call))
+                # Trailing, not initial: grpc.aio then sends metadata, message and status in
+                # one batch. send_initial_metadata() is a batch of its own, ~10 % of a cache hit.
+                context.set_trailing_metadata(self._metadata(call))
                 return response
             except Exception as exc:
                 code = exc.grpc_code if isinstance(exc, GatewayError) else grpc.StatusCode.INTERNAL

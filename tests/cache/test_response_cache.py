@@ -27,7 +27,7 @@ async def get_with_metadata(
 ) -> tuple[pb.Message, dict[str, str]]:
     call = stub.GetMessage(req, **kwargs)
     message = await call
-    return message, dict(await call.initial_metadata())
+    return message, dict(await call.trailing_metadata())
 
 
 async def seeded(emulator: EmulatorServer, stub: pb_grpc.MessagesServiceStub) -> pb.Message:
@@ -248,7 +248,7 @@ async def test_tenant_b_never_receives_tenant_a_entry(emulator, tmp_path) -> Non
             for key in (key_a, key_a, key_b, key_b):
                 call = stub.GetMessage(get_req(message), metadata=bearer(key))
                 assert await call == message
-                outcomes.append(dict(await call.initial_metadata())["x-cache"])
+                outcomes.append(dict(await call.trailing_metadata())["x-cache"])
     finally:
         await gw.stop(grace=0.5)
     assert outcomes == ["miss", "hit", "miss", "hit"]

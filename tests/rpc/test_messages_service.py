@@ -146,7 +146,9 @@ async def test_unary_response_metadata_carries_upstream_headers(stub, emulator) 
     (created,) = await fill(stub, thread_id, 1)
     call = stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id, message_id=created.id))
     await call
-    metadata = dict(await call.initial_metadata())
+    # Unary calls carry response metadata in the trailers (one grpc batch with the status).
+    assert not dict(await call.initial_metadata())
+    metadata = dict(await call.trailing_metadata())
     assert metadata["x-request-id"].startswith("req_")
     assert "openai-processing-ms" in metadata
     assert any(k.startswith("x-ratelimit-") for k in metadata)
