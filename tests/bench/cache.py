@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import grpc
+import psutil
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
@@ -92,28 +93,38 @@ async def _serve(kind: str) -> None:
 # -- load (run here) ------------------------------------------------------------------------------
 
 
-async def _load(port: int, req: pb.GetMessageRequest, metadata: tuple[tuple[str, str], ...]
-                ) -> dict[str, float]:
+async def _load(port: int, pid: int, req: pb.GetMessageRequest,
+                metadata: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """Closed-loop load; throughput, latency and the server's CPU time per call.
+
+    CPU per call is the contention-proof view of the same cost: when something else shares the
+    machine the load generator is starved first and rps ratios drift towards 1, CPU per call
+    does not."""
     latencies: list[float] = []
+    server = psutil.Process(pid)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = pb_grpc.MessagesServiceStub(ch)
         await stub.GetMessage(req, metadata=metadata)
-        stop_at = time.monotonic() + WARMUP + DURATION
-        start_at = time.monotonic() + WARMUP
 
-        async def worker() -> None:
-            while (now := time.monotonic()) < stop_at:
+        async def worker(until: float, record: bool) -> None:
+            while (now := time.monotonic()) < until:
                 await stub.GetMessage(req, metadata=metadata, timeout=10)
-                done = time.monotonic()
-                if now >= start_at:
-                    latencies.append(done - now)
+                if record:
+                    latencies.append(time.monotonic() - now)
 
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        warm_until = time.monotonic() + WARMUP
+        await asyncio.gather(*(worker(warm_until, False) for _ in range(CONCURRENCY)))
+        cpu_before = sum(server.cpu_times()[:2])
+        started = time.monotonic()
+        await asyncio.gather(*(worker(started + DURATION, True) for _ in range(CONCURRENCY)))
+        elapsed = time.monotonic() - started
+        cpu = sum(server.cpu_times()[:2]) - cpu_before
     latencies.sort()
     return {
-        "rps": round(len(latencies) / DURATION, 1),
+        "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
+        "server_cpu_us": round(cpu / len(latencies) * 1e6, 1),
         "calls": len(latencies),
     }
 
@@ -125,6 +136,7 @@ class _Server:
         self.kind = kind
         self._proc: asyncio.subprocess.Process | None = None
         self.port = 0
+        self.pid = 0
         self.request = pb.GetMessageRequest()
 
     async def start(self) -> _Server:
@@ -135,6 +147,7 @@ class _Server:
         assert self._proc.stdout is not None
         info = json.loads(await asyncio.wait_for(self._proc.stdout.readline(), 30))
         self.port = info["port"]
+        self.pid = self._proc.pid
         self.request = pb.GetMessageRequest(thread_id=info["thread_id"],
                                             message_id=info["message_id"])
         return self
@@ -175,7 +188,8 @@ async def run() -> list[dict[str, Any]]:
             shift = index % len(names)
             for name in names[shift:] + names[:shift]:
                 server, metadata = cases[name]
-                results[name].append(await _load(server.port, server.request, metadata))
+                results[name].append(
+                    await _load(server.port, server.pid, server.request, metadata))
     finally:
         for server in servers:
             await server.close()
@@ -190,6 +204,7 @@ async def run() -> list[dict[str, Any]]:
             "rps": round(statistics.median(r["rps"] for r in rounds), 1),
             "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 3),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in rounds), 3),
+            "server_cpu_us": round(statistics.median(r["server_cpu_us"] for r in rounds), 1),
             "rounds": len(rounds),
             "calls": int(sum(r["calls"] for r in rounds)),
         }
@@ -201,6 +216,14 @@ async def run() -> list[dict[str, Any]]:
          "ratio": ratio(FRAMED, FLOOR), "target": None},
         {"benchmark": "cache", "case": f"{HIT} vs floor", "figures": figures(HIT),
          "ratio": ratio(HIT, FLOOR), "target": f">= {TARGET_HIT_VS_FLOOR}"},
+        {"benchmark": "cache",
+         "case": "hit vs floor by server CPU per call (floor's / hit's; contention-proof view)",
+         "figures": {"floor_cpu_us": figures(FLOOR)["server_cpu_us"],
+                     "hit_cpu_us": figures(HIT)["server_cpu_us"]},
+         "ratio": round(statistics.median(
+             f["server_cpu_us"] / h["server_cpu_us"]
+             for f, h in zip(results[FLOOR], results[HIT])), 3),
+         "target": None},
         {"benchmark": "cache", "case": f"{MISS} vs hit", "figures": figures(MISS),
          "ratio": ratio(MISS, HIT), "target": None},
     ]
