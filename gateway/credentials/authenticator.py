@@ -25,8 +25,11 @@ from gateway import metrics
 from gateway.config import AuthSettings
 from gateway.credentials import keys
 from gateway.credentials.limits import Limits, RateLimit, peer_address
-from gateway.credentials.store import Consumer, Snapshot
+from gateway.credentials.store import Consumer, KeyRecord, Snapshot
 from gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+
+#: Bound on the Principal cache (one entry per key seen; cleared whole when full).
+_MAX_CACHED_PRINCIPALS = 10_000
 
 BEARER = "bearer "
 
@@ -56,6 +59,8 @@ class Authenticator:
         self.limits = limits
         self._settings = settings
         self._clock = clock
+        #: key id -> (its record, its consumer, their Principal): no secret, no hash.
+        self._principals: dict[str, tuple[KeyRecord, Consumer, Principal]] = {}
 
     async def authenticate(
         self, authorization: str | None, peer: str, scope: str | None = None
@@ -112,8 +117,17 @@ class Authenticator:
         if not record.valid_at(self._clock()):
             metrics.AUTH_FAILURES.labels("revoked" if record.revoked else "expired").inc()
             return None
-        return Principal(consumer.id, record.key_id, consumer.scopes, consumer.profile,
-                         self._limit(consumer))
+        # The Principal of a (consumer, key record) pair is fixed until the store changes, so
+        # it is built once; a reload replaces both objects and so misses this cache.
+        cached = self._principals.get(key_id)
+        if cached is not None and cached[0] is record and cached[1] is consumer:
+            return cached[2]
+        principal = Principal(consumer.id, record.key_id, consumer.scopes, consumer.profile,
+                              self._limit(consumer))
+        if len(self._principals) >= _MAX_CACHED_PRINCIPALS:
+            self._principals.clear()
+        self._principals[key_id] = (record, consumer, principal)
+        return principal
 
     def _limit(self, consumer: Consumer) -> RateLimit:
         s = self._settings

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -25,6 +26,7 @@ import structlog
 from gateway.call import current_call
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.errors import GatewayError
+from gateway.log import enabled as log_enabled
 from gateway.rpc.wrapping import Handler, WrappingInterceptor
 
 audit = structlog.get_logger("gateway.audit")
@@ -129,6 +131,8 @@ def _id(value: Any) -> str | None:
 
 
 def _audit(request: Any, response: Any, failure: BaseException | None) -> None:
+    if not log_enabled(logging.INFO):
+        return
     call = current_call()
     message_id = _id(getattr(request, "message_id", "")) or _id(getattr(response, "id", ""))
     audit.info(

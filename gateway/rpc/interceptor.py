@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ import structlog
 from gateway import metrics
 from gateway.call import Call, bind_call, unbind_call
 from gateway.errors import GatewayError, Unavailable
+from gateway.log import enabled as log_enabled
 from gateway.rpc.status import internal_status, to_grpc_status
 from gateway.rpc.wrapping import Handler, WrappingInterceptor
 
@@ -212,6 +214,8 @@ def _log_call(call: Call, code: grpc.StatusCode, **extra: Any) -> None:
     latency.observe(duration)
     if "items" in extra:
         items.inc(extra["items"])
+    if not log_enabled(logging.INFO):
+        return
     log.info(
         "rpc",
         code=code.name,

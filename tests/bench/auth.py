@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import httpx
+import psutil
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
@@ -61,7 +62,11 @@ async def _ready(port: int, timeout: float = 20.0) -> None:
 
 
 async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageRequest,
-                 metadata: tuple[tuple[str, str], ...], seconds: float) -> dict[str, Any]:
+                 metadata: tuple[tuple[str, str], ...], seconds: float,
+                 server: psutil.Process | None = None) -> dict[str, Any]:
+    """One closed-loop round; ``server_cpu_us`` is the gateway's CPU time per call (user +
+    system, every thread), the figure that contention for the machine cannot blur."""
+    cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
     latencies: list[float] = []
     errors = 0
     end = time.monotonic() + seconds
@@ -79,8 +84,10 @@ async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageReques
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     elapsed = time.monotonic() - started
+    cpu = sum(server.cpu_times()[:2]) - cpu_before if server else 0.0
     ordered = sorted(latencies)
     return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "server_cpu_us": cpu / max(len(latencies), 1) * 1e6,
             "p50_ms": ordered[len(ordered) // 2] * 1000,
             "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
 
@@ -115,6 +122,8 @@ async def run() -> list[dict[str, Any]]:
             request = pb.GetMessageRequest(thread_id=thread, message_id=message)
             cases = {"auth off": (off_port, ()),
                      "auth on": (on_port, (("authorization", f"Bearer {key.secret}"),))}
+            servers = {"auth off": psutil.Process(procs[1].pid),
+                       "auth on": psutil.Process(procs[2].pid)}
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
             channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
                         for name, (port, _) in cases.items()}
@@ -125,8 +134,8 @@ async def run() -> list[dict[str, Any]]:
                 for index in range(ROUNDS):
                     order = list(cases.items())
                     for name, (_, metadata) in order if index % 2 else reversed(order):
-                        rounds[name].append(
-                            await _round(stubs[name], request, metadata, ROUND_SECONDS))
+                        rounds[name].append(await _round(
+                            stubs[name], request, metadata, ROUND_SECONDS, servers[name]))
             finally:
                 for ch in channels.values():
                     await ch.close()
@@ -140,6 +149,7 @@ async def run() -> list[dict[str, Any]]:
                     proc.kill()
     rows = []
     baseline = statistics.median(r["rps"] for r in rounds["auth off"])
+    cpu_baseline = statistics.median(r["server_cpu_us"] for r in rounds["auth off"])
     for name, measured in rounds.items():
         rps = statistics.median(r["rps"] for r in measured)
         rows.append({
@@ -150,9 +160,17 @@ async def run() -> list[dict[str, Any]]:
             "rps": round(rps, 1),
             "p50_ms": round(statistics.median(r["p50_ms"] for r in measured), 2),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in measured), 2),
+            "server_cpu_us": round(statistics.median(r["server_cpu_us"] for r in measured), 1),
             "ratio": round(baseline / rps, 3) if rps else float("nan"),
             "target": "<= 1.05" if name == "auth on" else "baseline",
         })
+    cpu_on = statistics.median(r["server_cpu_us"] for r in rounds["auth on"])
+    rows.append({
+        "benchmark": "auth",
+        "case": "GetMessage unary, auth on / off by gateway CPU per call (contention-proof view)",
+        "server_cpu_us": round(cpu_on, 1), "baseline_cpu_us": round(cpu_baseline, 1),
+        "ratio": round(cpu_on / cpu_baseline, 3), "target": "-",
+    })
     return rows
 
 

@@ -92,3 +92,26 @@ async def test_authenticate_rate_limit_retry_after_matches_bucket() -> None:
     assert 0.3 < (caught.value.details.retry_after or 0) <= 0.5
     before = metrics.REGISTRY.get_sample_value("gateway_rate_limited_total", {"limit": "rate"})
     assert before is not None and before >= 1
+
+
+async def test_authenticate_sees_a_reloaded_store_at_once_despite_the_principal_cache() -> None:
+    key = generate_key()
+    record = KeyRecord(key.key_id, key.hash, time.time())
+
+    def snapshot_with(scopes: frozenset[str], profile: str, revoked: float | None = None
+                      ) -> Snapshot:
+        keyed = KeyRecord(record.key_id, record.hash, record.created, revoked=revoked)
+        return Snapshot.of(StoreData({"svc": Consumer("svc", scopes, profile, (keyed,))}))
+
+    current = [snapshot_with(frozenset({"read"}), "p1")]
+    settings = AuthSettings(enabled=True, store_path="x")
+    auth = Authenticator(lambda: current[0], LocalLimits(5, 60.0), settings)
+    header = f"Bearer {key.secret}"
+    assert (await auth.authenticate(header, PEER, "read")).profile == "p1"
+    assert (await auth.authenticate(header, PEER, "read")).profile == "p1"  # cached
+    current[0] = snapshot_with(frozenset({"read", "write"}), "p2")  # what a reload does
+    principal = await auth.authenticate(header, PEER, "write")
+    assert (principal.profile, principal.scopes) == ("p2", frozenset({"read", "write"}))
+    current[0] = snapshot_with(frozenset({"read", "write"}), "p2", revoked=time.time())
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(header, PEER, "read")
