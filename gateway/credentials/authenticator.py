@@ -129,6 +129,12 @@ class Authenticator:
         self._principals[key_id] = (record, consumer, principal)
         return principal
 
+    def still_valid(self, principal: Principal) -> bool:
+        """Whether ``principal``'s key is still in force in the current store (a long stream
+        checks this between pages, so a revocation ends it within the reload bound)."""
+        found = self._snapshot().by_key_id.get(principal.key_id)
+        return found is not None and found[1].valid_at(self._clock())
+
     def _limit(self, consumer: Consumer) -> RateLimit:
         s = self._settings
         return RateLimit(

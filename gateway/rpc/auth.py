@@ -25,7 +25,7 @@ import structlog
 
 from gateway.call import current_call
 from gateway.credentials.authenticator import Authenticator, Principal
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unauthenticated
 from gateway.log import enabled as log_enabled
 from gateway.rpc.wrapping import Handler, WrappingInterceptor
 
@@ -104,6 +104,11 @@ class AuthInterceptor(WrappingInterceptor):
                 lease = await self._auth.open_stream(principal, 3600.0 if left is None else left)
                 async with contextlib.aclosing(inner(request, context)) as items:
                     async for item in items:
+                        # Between pages: a key revoked (or expired) since the stream opened ends
+                        # it here, with the resume trailer, within the store's reload bound.
+                        if not self._auth.still_valid(principal):
+                            raise Unauthenticated("the gateway key is no longer valid",
+                                                  reason="GATEWAY_KEY_REVOKED")
                         yield item
             except BaseException as exc:
                 failure = exc

@@ -142,6 +142,28 @@ async def test_auth_revoked_key_unauthenticated_after_reload(auth_env: AuthEnv, 
     assert emulator.log.count() == before
 
 
+async def test_auth_revocation_ends_an_open_stream_at_a_page_boundary_with_resume_point(
+    auth_env: AuthEnv, emulator
+) -> None:
+    thread_id = await new_thread(emulator)
+    emulator.store.seed_messages(thread_id, 200)
+    call = auth_env.stub.StreamMessages(pb.StreamMessagesRequest(
+        thread_id=thread_id, limit=5, order=pb.ORDER_ASC), metadata=bearer(auth_env.reader_key))
+    received = [m.id for m in (await call.read()).data]
+    data = store.read(auth_env.store_path)
+    key_id = next(r.key_id for r in data.consumers["reader"].keys)
+    store.write(auth_env.store_path, store.revoke_key(data, key_id, time.time()))
+    assert auth_env.gateway.reloader is not None and auth_env.gateway.reloader.load()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while (page := await call.read()) is not grpc.aio.EOF:
+            received.extend(m.id for m in page.data)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Pages already in flow-control buffers still arrive; the walk stops well short of the end.
+    assert len(received) < 200
+    assert received == emulator.store.message_ids(thread_id)[: len(received)]
+    assert dict(caught.value.trailing_metadata())["resume-after"] == received[-1]
+
+
 async def test_auth_audit_line_names_consumer_key_method_ids_outcome(
     auth_env: AuthEnv, emulator
 ) -> None:
