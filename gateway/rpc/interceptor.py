@@ -156,7 +156,11 @@ class CallInterceptor(WrappingInterceptor):
                     first = True
                     while (page := await self._next_page(pages, drained)) is not _END:
                         if first:
-                            await context.send_initial_metadata(self._metadata(call))
+                            # Trailers, as on unary calls: an explicit initial-metadata batch
+                            # ahead of the first page is one more write and wake-up before the
+                            # consumer sees any data. The first page's upstream headers are the
+                            # stream's.
+                            context.set_trailing_metadata(self._metadata(call))
                             first = False
                         await context.write(page)
                         resume = _resume_metadata(page)

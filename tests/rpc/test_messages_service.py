@@ -155,6 +155,18 @@ async def test_unary_response_metadata_carries_upstream_headers(stub, emulator) 
     assert metadata["x-gateway-request-id"]
 
 
+async def test_stream_response_metadata_arrives_as_trailers(stub, emulator) -> None:
+    thread_id = await new_thread(emulator)
+    await fill(stub, thread_id, 3)
+    call = stub.StreamMessages(pb.StreamMessagesRequest(thread_id=thread_id, limit=2),
+                               metadata=(("x-request-id", "trace-stream"),))
+    pages = [page async for page in call]
+    assert sum(len(p.data) for p in pages) == 3
+    metadata = dict(await call.trailing_metadata())
+    assert metadata["x-gateway-request-id"] == "trace-stream"
+    assert metadata["x-request-id"].startswith("req_")  # the first page's upstream request
+
+
 async def test_extra_query_and_extra_body_reach_the_upstream(stub, emulator) -> None:
     thread_id = await new_thread(emulator)
     await fill(stub, thread_id, 2)
