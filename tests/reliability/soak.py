@@ -98,8 +98,8 @@ async def sample_rss(proc: psutil.Process, every: float, started: float) -> None
     """Print the gateway's RSS every ``every`` seconds (to see a plateau from a leak)."""
     while True:
         await asyncio.sleep(every)
-        print(f"  t={time.monotonic() - started:6.1f} s  RSS {proc.memory_info().rss / 2**20:7.1f} MiB",
-              flush=True)
+        rss = proc.memory_info().rss / 2**20
+        print(f"  t={time.monotonic() - started:6.1f} s  RSS {rss:7.1f} MiB", flush=True)
 
 
 async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all",
