@@ -71,7 +71,9 @@ class MessageOperations:
         cache: ResponseCache | None = None,
     ) -> None:
         self._upstream = upstream
-        self._idempotency = idempotency_store or IdempotencyStore()
+        # ``is None``, not ``or``: a store has a length, so the empty one it starts as is falsy.
+        self._idempotency = (idempotency_store if idempotency_store is not None
+                             else IdempotencyStore())
         self._allowed_headers = upstream.settings.allowed_extra_headers
         #: Reads go through it, writes invalidate it; in-process with default settings.
         self.cache = cache if cache is not None else build_cache(CacheSettings())

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from unittest.mock import Mock
 
 import grpc
 import pytest
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from gateway.app import start_gateway
+from gateway.cache import ResponseCache
+from gateway.cache.policy import CachePolicy
+from gateway.config import CacheSettings, UpstreamSettings
 from gateway.errors import InvalidArgument, NotFound, Unavailable, UpstreamErrorInfo
 from gateway.operations.idempotency import IdempotencyStore, fingerprint, may_have_happened
+from gateway.operations.messages import MessageOperations
+from tests.conftest import gateway_settings
 
 
 class Clock:
@@ -108,6 +116,36 @@ async def test_store_bounded_in_count() -> None:
     for i in range(10):
         await store.run("c", f"k{i}", "f", create)
     assert len(store) <= 4
+
+
+async def test_configured_window_bound_is_the_one_used(emulator) -> None:  # type: ignore[no-untyped-def]
+    # An empty store has len() 0, so it is falsy: the operations once replaced it with a default
+    # (100,000 entries, one hour), and the configured bound never applied (the soak's growth).
+    settings = gateway_settings(emulator)
+    settings = settings.replace("reliability", idempotency_max_entries=3,
+                                idempotency_window_seconds=60.0)
+    gw = await start_gateway(settings)
+    try:
+        store = gw.operations._idempotency
+        assert (store.max_entries, store.window) == (3, 60.0)
+        thread_id = emulator.store.create_thread()["id"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
+            stub = pb_grpc.MessagesServiceStub(channel)
+            for i in range(10):
+                await stub.CreateMessage(pb.CreateMessageRequest(
+                    thread_id=thread_id, role=pb.ROLE_USER, content="x", request_id=f"k{i}"),
+                    timeout=5)
+        assert len(store) <= 4
+    finally:
+        await gw.stop(grace=0.1)
+
+
+def test_operations_keep_an_empty_store_they_are_given() -> None:
+    store = IdempotencyStore(max_entries=3)
+    assert len(store) == 0
+    operations = MessageOperations(Mock(settings=UpstreamSettings()), store,
+                                   ResponseCache(None, CachePolicy(CacheSettings())))
+    assert operations._idempotency is store
 
 
 def test_may_have_happened_classification() -> None:

@@ -94,7 +94,16 @@ async def traffic(stub: pb_grpc.MessagesServiceStub, threads: list[str], stop: f
             counts[err.code().name] += 1
 
 
-async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all") -> int:
+async def sample_rss(proc: psutil.Process, every: float, started: float) -> None:
+    """Print the gateway's RSS every ``every`` seconds (to see a plateau from a leak)."""
+    while True:
+        await asyncio.sleep(every)
+        rss = proc.memory_info().rss / 2**20
+        print(f"  t={time.monotonic() - started:6.1f} s  RSS {rss:7.1f} MiB", flush=True)
+
+
+async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all",
+               sample: float = 0.0) -> int:
     emu_port, gw_port = free_port(), free_port()
     env = {**os.environ, "EMULATOR_API_KEYS": KEY, "GATEWAY_UPSTREAM_API_KEY": KEY,
            "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{gw_port}",
@@ -109,8 +118,12 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
     emulator = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "emulator", "--listen", f"127.0.0.1:{emu_port}",
         env=env, stdout=asyncio.subprocess.DEVNULL)
+    # SOAK_GATEWAY_WRAP: a command prefix for diagnosis (``python -m memray run --native -o
+    # out.bin``); it must run the gateway in the same process so that RSS is the gateway's.
+    wrap = os.environ.get("SOAK_GATEWAY_WRAP", "").split()
+    command = wrap or [sys.executable]
     gateway = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", env=env,
+        *command, "-m", "gateway", "serve", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_port(emu_port)
@@ -135,9 +148,13 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
             workers = [asyncio.ensure_future(traffic(stub, threads, stop, counts,
                                                      random.Random(i), MIXES[mix]))
                        for i in range(concurrency)]
+            sampler = (asyncio.ensure_future(sample_rss(proc, sample, started))
+                       if sample > 0 else None)
             await asyncio.sleep(warmup)
             rss_warm = proc.memory_info().rss
             await asyncio.gather(*workers)
+            if sampler is not None:
+                sampler.cancel()
             rss_end = proc.memory_info().rss
         log = admin(base, "GET", "/log?operation=none")
         total = sum(counts.values())
@@ -170,5 +187,8 @@ if __name__ == "__main__":
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--mix", choices=sorted(MIXES), default="all",
                         help="only one kind of call, to find which one a growth comes from")
+    parser.add_argument("--sample", type=float, default=0.0,
+                        help="print the gateway's RSS every this many seconds (0: never)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.seconds, args.concurrency, args.fault_rate, args.mix)))
+    sys.exit(asyncio.run(main(args.seconds, args.concurrency, args.fault_rate, args.mix,
+                              args.sample)))
