@@ -9,7 +9,7 @@ upstream client needs no extra parameters threaded through every layer.
 from __future__ import annotations
 
 import contextvars
-import os
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -34,7 +34,11 @@ class Call:
     """What one consumer call is allowed and what it did."""
 
     method: str
-    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    #: A correlation id, not a secret: 128 random bits from the process's PRNG (os.urandom was
+    #: a system call on every call of the hot path).
+    request_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
+    #: Which face opened the call ("grpc", "rest"; "internal" for a detached record).
+    face: str = "grpc"
     #: Absolute ``time.monotonic()`` by which the call must be answered.
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
@@ -85,9 +89,14 @@ def current_call() -> Call:
     """The call being served; a detached one when none is (scripts, tests of lower layers)."""
     call = _current.get()
     if call is None:
-        call = Call(method="internal")
+        call = Call(method="internal", face="internal")
         _current.set(call)
     return call
+
+
+def bound_call() -> Call | None:
+    """The call a face bound in this context, if any (never creates one)."""
+    return _current.get()
 
 
 def bind_call(call: Call) -> contextvars.Token[Call | None]:

@@ -127,7 +127,8 @@ class ResponseCache:
             self._mark(call, "bypass")
             return await fetch()
         merged = dict(query)
-        merged.update(options.extra_query)
+        if options.extra_query:  # usually empty; a map update is not free even then
+            merged.update(options.extra_query)
         key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
         lookup = await self.backend.lookup(key)
         if not lookup.available:

@@ -93,6 +93,8 @@ def check_options(
     modelled_body: Iterable[str] | None = None,
 ) -> None:
     """Per-call options; ``modelled_body`` None means the operation sends no body."""
+    if not options.ByteSize():
+        return  # the usual case: no options at all (an empty message encodes to 0 bytes)
     allowed = {h.lower() for h in allowed_headers} - FORBIDDEN_EXTRA_HEADERS
     for name in options.extra_headers:
         field = f"options.extra_headers[{name[:64]!r}]"

@@ -1,8 +1,8 @@
 """The REST face's call record: what ``gateway.rpc.interceptor`` does for gRPC, for HTTP.
 
 Opens a ``gateway.call.Call`` per request (deadline from ``server.default_timeout_seconds`` or the
-consumer's ``x-gateway-timeout`` header, request id from ``x-request-id``), binds the structlog
-context, and writes exactly one log line and one metrics sample per call. Request headers are
+consumer's ``x-gateway-timeout`` header, request id from ``x-request-id``; every log line written
+while it is bound names it, see ``gateway.log.add_call_context``), and writes exactly one log line and one metrics sample per call. Request headers are
 never logged: ``Authorization`` carries the consumer's key.
 
 Metrics share the gRPC face's series with ``face="rest"`` and the same status-code names
@@ -33,12 +33,10 @@ Authenticator = Callable[[Mapping[str, str], Call], Awaitable[None]]
 
 def open_call(method: str, headers: Mapping[str, str], default_timeout: float) -> Call:
     """A new call record with the default deadline and the consumer's request id."""
-    call = Call(method=method, deadline=time.monotonic() + default_timeout)
+    call = Call(method=method, deadline=time.monotonic() + default_timeout, face="rest")
     request_id = headers.get("x-request-id")
     if request_id and request_id.isprintable():
         call.request_id = request_id[:128]
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=call.request_id, method=method, face="rest")
     return call
 
 

@@ -66,8 +66,6 @@ class CallInterceptor(WrappingInterceptor):
             elif key == "cache-control":
                 if isinstance(value, str) and value.isprintable():
                     call.cache_control = value[:128].lower()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=call.request_id, method=call.method)
         return call
 
     @staticmethod
