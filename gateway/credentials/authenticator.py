@@ -63,16 +63,22 @@ class Authenticator:
         self._principals: dict[str, tuple[KeyRecord, Consumer, Principal]] = {}
 
     async def authenticate(
-        self, authorization: str | None, peer: str, scope: str | None = None
+        self, authorization: str | None, peer: str | Callable[[], str], scope: str | None = None
     ) -> Principal:
-        address = peer_address(peer)
-        blocked = self.limits.peer_blocked(address)
-        if blocked is not None:
-            metrics.AUTH_FAILURES.labels("peer_blocked").inc()
-            raise ResourceExhausted("too many failed authentications from this address",
-                                    reason="AUTH_FAILURES_EXCEEDED", retry_after=blocked)
+        """``peer`` may be a callable: the gRPC face's ``context.peer()`` is only asked for when
+        some peer is blocked or this call fails (the common call needs no address)."""
+        address: str | None = None
+        if self.limits.any_peer_blocked():
+            address = peer_address(peer if isinstance(peer, str) else peer())
+            blocked = self.limits.peer_blocked(address)
+            if blocked is not None:
+                metrics.AUTH_FAILURES.labels("peer_blocked").inc()
+                raise ResourceExhausted("too many failed authentications from this address",
+                                        reason="AUTH_FAILURES_EXCEEDED", retry_after=blocked)
         principal = self._verify(authorization)
         if principal is None:
+            if address is None:
+                address = peer_address(peer if isinstance(peer, str) else peer())
             await self.limits.failed(address)
             raise Unauthenticated(
                 "a valid gateway key is required: 'authorization: Bearer <key>'",

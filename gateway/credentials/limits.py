@@ -65,6 +65,9 @@ class Limits(Protocol):
     def peer_blocked(self, peer: str) -> float | None:
         """Seconds the peer stays refused, or None."""
 
+    def any_peer_blocked(self) -> bool:
+        """Whether any peer is refused now (when none is, a call need not look up its own)."""
+
     async def failed(self, peer: str) -> None:
         """Record one failed authentication by ``peer``."""
 
@@ -90,6 +93,9 @@ class _PeerFailures:
         self.window = window
         self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._blocked: OrderedDict[str, float] = OrderedDict()
+
+    def any_blocked(self) -> bool:
+        return bool(self._blocked)
 
     def blocked(self, peer: str, now: float) -> float | None:
         until = self._blocked.get(peer)
@@ -156,6 +162,9 @@ class LocalLimits:
 
     def peer_blocked(self, peer: str) -> float | None:
         return self._peers.blocked(peer, time.monotonic())
+
+    def any_peer_blocked(self) -> bool:
+        return self._peers.any_blocked()
 
     async def failed(self, peer: str) -> None:
         self._peers.count(peer, time.monotonic())
@@ -255,6 +264,9 @@ class RedisLimits:
 
     def peer_blocked(self, peer: str) -> float | None:
         return self._peers.blocked(peer, time.monotonic())
+
+    def any_peer_blocked(self) -> bool:
+        return self._peers.any_blocked()
 
     async def failed(self, peer: str) -> None:
         try:

@@ -70,7 +70,7 @@ class AuthInterceptor(WrappingInterceptor):
         return self._stream(scope_for(method), inner)
 
     async def _admit(self, scope: str, context: grpc.aio.ServicerContext) -> Principal:
-        principal = await self._auth.authenticate(authorization(context), context.peer(), scope)
+        principal = await self._auth.authenticate(authorization(context), context.peer, scope)
         call = current_call()
         call.consumer = principal.consumer
         call.key_id = principal.key_id
