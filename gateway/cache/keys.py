@@ -44,10 +44,11 @@ def make_key(
     query: Mapping[str, str],
     scopes: tuple[str, ...] = (),
 ) -> CacheKey:
-    ordered = tuple(sorted(query.items()))
-    text = "/".join(_quote(part) for part in path)
-    return CacheKey(tenant, operation, path, ordered, scopes,
-                    f"{operation}/{text}?{urlencode(ordered)}")
+    ordered = tuple(sorted(query.items())) if query else ()
+    text = "/".join([_quote(part) for part in path])
+    # Gets have no query: urlencode's type checks are skipped on that hot path.
+    encoded = urlencode(ordered) if ordered else ""
+    return CacheKey(tenant, operation, path, ordered, scopes, f"{operation}/{text}?{encoded}")
 
 
 def list_scope(thread_id: str) -> str:
