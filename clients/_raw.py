@@ -47,8 +47,8 @@ class RawResponse(Generic[T]):
     def __init__(self, parsed: T, initial: MetadataPairs, trailing: MetadataPairs) -> None:
         self._parsed = parsed
         self.trailers: dict[str, str] = _as_dict(trailing)
-        # The gateway sends a unary call's response metadata as trailers (one grpc batch with
-        # the status) and a stream's as initial metadata: headers are both, as HTTP sees them.
+        # The gateway sends its response metadata as trailers (one grpc batch with the status);
+        # headers are initial and trailing metadata together, as HTTP would show them.
         self.headers: dict[str, str] = {**_as_dict(initial), **self.trailers}
 
     def parse(self) -> T:

@@ -15,6 +15,7 @@ import structlog
 from gateway.call import bound_call
 from gateway.config import LoggingSettings
 
+
 def add_call_context(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
     """Every line written while a call is served names it: request id, method, face.
 

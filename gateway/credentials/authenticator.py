@@ -69,7 +69,7 @@ class Authenticator:
         some peer is blocked or this call fails (the common call needs no address)."""
         address: str | None = None
         if self.limits.any_peer_blocked():
-            address = peer_address(peer if isinstance(peer, str) else peer())
+            address = _address(peer)
             blocked = self.limits.peer_blocked(address)
             if blocked is not None:
                 metrics.AUTH_FAILURES.labels("peer_blocked").inc()
@@ -77,9 +77,7 @@ class Authenticator:
                                         reason="AUTH_FAILURES_EXCEEDED", retry_after=blocked)
         principal = self._verify(authorization)
         if principal is None:
-            if address is None:
-                address = peer_address(peer if isinstance(peer, str) else peer())
-            await self.limits.failed(address)
+            await self.limits.failed(address if address is not None else _address(peer))
             raise Unauthenticated(
                 "a valid gateway key is required: 'authorization: Bearer <key>'",
                 reason="INVALID_GATEWAY_KEY")
@@ -161,3 +159,7 @@ class Authenticator:
 
     async def close_stream(self, principal: Principal, lease: str) -> None:
         await self.limits.close_stream(principal.consumer, lease)
+
+
+def _address(peer: str | Callable[[], str]) -> str:
+    return peer_address(peer if isinstance(peer, str) else peer())

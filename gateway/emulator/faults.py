@@ -131,7 +131,8 @@ class FaultDecision:
 
     #: Seconds of ``latency`` rules, slept before the request is handled.
     latency: float = 0.0
-    #: The per-operation response time: the answer leaves no earlier than this after arrival.
+    #: The per-operation response time: the answer leaves no earlier than this after handling
+    #: starts (after ``latency``).
     response_time: float = 0.0
     fault: FaultRule | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 Opens a ``gateway.call.Call`` per request (deadline from ``server.default_timeout_seconds`` or the
 consumer's ``x-gateway-timeout`` header, request id from ``x-request-id``; every log line written
-while it is bound names it, see ``gateway.log.add_call_context``), and writes exactly one log line and one metrics sample per call. Request headers are
-never logged: ``Authorization`` carries the consumer's key.
+while it is bound names it, see ``gateway.log.add_call_context``), and writes exactly one log line
+and one metrics sample per call. Request headers are never logged: ``Authorization`` carries the
+consumer's key.
 
 Metrics share the gRPC face's series with ``face="rest"`` and the same status-code names
 (``OK``, ``INVALID_ARGUMENT``, ``NOT_FOUND``, ...), so the faces compare on one dashboard.
