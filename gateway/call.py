@@ -57,6 +57,10 @@ class Call:
     idempotency_key: str | None = None
     #: The consumer's ``cache-control`` metadata (lower-case), e.g. "no-cache" or "no-store".
     cache_control: str = ""
+    #: The consumer's ``authorization`` value, picked up in the face's one pass over the request
+    #: metadata and taken (set back to None) by authentication before any other work. "" when
+    #: the value is not one string (several headers, a binary value). Never in a repr.
+    authorization: str | None = field(default=None, repr=False)
     #: Upstream headers to return as response metadata (lower-case names).
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -8,7 +8,12 @@ Order, cheapest and safest first:
    else) → otherwise Unauthenticated; nothing derived from a malformed value is ever looked up;
 3. the key id names one record in the in-memory snapshot; the SHA-256 of the presented key is
    compared with ``hmac.compare_digest``; revoked, expired or unknown → Unauthenticated (one
-   message for all, so a caller learns nothing about which keys exist);
+   message for all, so a caller learns nothing about which keys exist). A key that passed is
+   remembered under its (public) key id until the store changes, and later calls compare the
+   presented value with the remembered one, again with ``hmac.compare_digest``: SHA-256 through
+   OpenSSL was most of authentication's cost on a cached call (README, Benchmarks). The
+   remembered value lives in this process's memory only, as every request's header does; the
+   store on disk keeps hashes only, and a reload forgets every remembered value;
 4. the consumer must hold ``scope`` → PermissionDenied;
 5. the consumer's token bucket → ResourceExhausted with ``retry_after``.
 
@@ -17,6 +22,7 @@ Failures of steps 2 and 3 count against the peer. Messages never quote the prese
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,14 +30,13 @@ from dataclasses import dataclass
 from gateway import metrics
 from gateway.config import AuthSettings
 from gateway.credentials import keys
-from gateway.credentials.limits import Limits, RateLimit, peer_address
+from gateway.credentials.limits import Limits, LocalLimits, RateLimit, peer_address
 from gateway.credentials.store import Consumer, KeyRecord, Snapshot
 from gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
-#: Bound on the Principal cache (one entry per key seen; cleared whole when full).
-_MAX_CACHED_PRINCIPALS = 10_000
-
 BEARER = "bearer "
+#: Where the key id sits in a canonical header value, "Bearer mgw_<key id>_<secret>".
+_HEADER_KEY_ID = slice(len("Bearer ") + len(keys.PREFIX), len("Bearer ") + keys.KEY_ID_END)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +64,36 @@ class Authenticator:
         self.limits = limits
         self._settings = settings
         self._clock = clock
-        #: key id -> (its record, its consumer, their Principal): no secret, no hash.
-        self._principals: dict[str, tuple[KeyRecord, Consumer, Principal]] = {}
+        #: key id -> (the header value and the key that passed the hash check, its record, its
+        #: Principal), for the snapshot ``_verified_for`` only; at most one entry per key in the
+        #: store.
+        self._verified: dict[str, tuple[str, str, KeyRecord, Principal]] = {}
+        self._verified_for: Snapshot | None = None
+        #: In-process limits are checked without a coroutine (the common deployment's hot path).
+        self._local = limits if isinstance(limits, LocalLimits) else None
+
+    def admit_remembered(self, authorization: str | None, scope: str) -> Principal | None:
+        """The common call's whole check, without a coroutine: exactly the header value that
+        passed the full check before, under the current store, with in-process limits, the
+        scope held and a token taken. None means "not that case": call ``authenticate``, which
+        decides (and reports) everything else."""
+        if authorization is None or self._local is None:
+            return None
+        known = self._verified.get(authorization[_HEADER_KEY_ID])
+        if known is None or self._verified_for is not self._snapshot():
+            return None
+        value, _, record, principal = known
+        # compare_digest takes ASCII text only; the length check keeps the work bounded.
+        if (len(authorization) != len(value) or not authorization.isascii()
+                or not hmac.compare_digest(value, authorization)):
+            return None
+        if record.expires is not None and self._clock() >= record.expires:
+            return None
+        if scope not in principal.scopes or self._local.any_peer_blocked():
+            return None
+        if self._local.take_now(principal.consumer, principal.limit) is not None:
+            return None
+        return principal
 
     async def authenticate(
         self, authorization: str | None, peer: str | Callable[[], str], scope: str | None = None
@@ -85,7 +118,10 @@ class Authenticator:
             metrics.AUTH_FAILURES.labels("scope").inc()
             raise PermissionDenied(f"the key lacks the '{scope}' scope",
                                    reason="SCOPE_MISSING", metadata={"scope": scope})
-        wait = await self.limits.take(principal.consumer, principal.limit)
+        if self._local is not None:
+            wait = self._local.take_now(principal.consumer, principal.limit)
+        else:
+            wait = await self.limits.take(principal.consumer, principal.limit)
         if wait is not None:
             metrics.RATE_LIMITED.labels("rate").inc()
             raise ResourceExhausted("the consumer's request rate limit is exceeded",
@@ -100,7 +136,8 @@ class Authenticator:
         if len(authorization) > len(BEARER) + keys.KEY_LENGTH + 8:
             metrics.AUTH_FAILURES.labels("malformed").inc()
             return None
-        if authorization[: len(BEARER)].lower() != BEARER:
+        scheme = authorization[: len(BEARER)]
+        if scheme != "Bearer " and scheme.lower() != BEARER:
             metrics.AUTH_FAILURES.labels("malformed").inc()
             return None
         presented = authorization[len(BEARER):].strip()
@@ -108,29 +145,32 @@ class Authenticator:
         if key_id is None:
             metrics.AUTH_FAILURES.labels("malformed").inc()
             return None
-        found = self._snapshot().by_key_id.get(key_id)
-        if found is None:
-            # Hash anyway: unknown and wrong keys take the same time.
-            keys.matches(presented, "0" * 64)
-            metrics.AUTH_FAILURES.labels("unknown").inc()
-            return None
-        consumer, record = found
-        if not keys.matches(presented, record.hash):
-            metrics.AUTH_FAILURES.labels("unknown").inc()
-            return None
+        snapshot = self._snapshot()
+        if snapshot is not self._verified_for:
+            self._verified = {}
+            self._verified_for = snapshot
+        known = self._verified.get(key_id)
+        if known is not None and hmac.compare_digest(known[1], presented):
+            _, _, record, principal = known
+        else:
+            found = snapshot.by_key_id.get(key_id)
+            if found is None:
+                # Hash anyway: unknown and wrong keys take the same time.
+                keys.matches(presented, "0" * 64)
+                metrics.AUTH_FAILURES.labels("unknown").inc()
+                return None
+            consumer, record = found
+            if not keys.matches(presented, record.hash):
+                metrics.AUTH_FAILURES.labels("unknown").inc()
+                return None
+            principal = Principal(consumer.id, record.key_id, consumer.scopes, consumer.profile,
+                                  self._limit(consumer))
+            if record.valid_at(self._clock()):
+                self._verified[key_id] = (authorization, presented, record, principal)
+        # Every call: an expiry (a rotated key's grace period) needs no store change.
         if not record.valid_at(self._clock()):
             metrics.AUTH_FAILURES.labels("revoked" if record.revoked else "expired").inc()
             return None
-        # The Principal of a (consumer, key record) pair is fixed until the store changes, so
-        # it is built once; a reload replaces both objects and so misses this cache.
-        cached = self._principals.get(key_id)
-        if cached is not None and cached[0] is record and cached[1] is consumer:
-            return cached[2]
-        principal = Principal(consumer.id, record.key_id, consumer.scopes, consumer.profile,
-                              self._limit(consumer))
-        if len(self._principals) >= _MAX_CACHED_PRINCIPALS:
-            self._principals.clear()
-        self._principals[key_id] = (record, consumer, principal)
         return principal
 
     def still_valid(self, principal: Principal) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -22,8 +21,8 @@ KEY_ID_HEX = 16
 SECRET_BYTES = 32
 #: len("mgw_") + 16 + len("_") + 43 (32 bytes in unpadded base64url).
 KEY_LENGTH = len(PREFIX) + KEY_ID_HEX + 1 + 43
-_KEY_RE = re.compile(r"mgw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-_KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+KEY_ID_END = len(PREFIX) + KEY_ID_HEX
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +49,19 @@ def generate_key() -> NewKey:
 
 
 def parse_key_id(key: str) -> str | None:
-    """The key id of a well-formed key, else None. The length is checked before the regex so a
-    megabyte of input costs one ``len``."""
-    if len(key) != KEY_LENGTH:
+    """The key id of a well-formed key, else None. The length is checked first, so a megabyte of
+    input costs one ``len``. Plain string checks, no regex: this runs on every authenticated call.
+    Beyond ASCII, the secret's characters are not checked here: the hash comparison refuses any
+    other value."""
+    if (len(key) != KEY_LENGTH or not key.startswith(PREFIX) or key[KEY_ID_END] != "_"
+            or not key.isascii()):
         return None
-    match = _KEY_RE.fullmatch(key)
-    return match.group(1) if match else None
+    key_id = key[len(PREFIX):KEY_ID_END]
+    return key_id if _HEX.issuperset(key_id) else None
 
 
 def is_key_id(text: str) -> bool:
-    return len(text) == KEY_ID_HEX and _KEY_ID_RE.fullmatch(text) is not None
+    return len(text) == KEY_ID_HEX and _HEX.issuperset(text)
 
 
 def matches(key: str, stored_hash: str) -> bool:

@@ -133,6 +133,10 @@ class LocalLimits:
         self._peers = _PeerFailures(failed_auth_limit, failed_auth_window)
 
     async def take(self, consumer: str, limit: RateLimit) -> float | None:
+        return self.take_now(consumer, limit)
+
+    def take_now(self, consumer: str, limit: RateLimit) -> float | None:
+        """``take`` without a coroutine: the state is in this process."""
         if limit.rate_per_second <= 0:
             return None
         now = time.monotonic()

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import structlog
 
-from gateway.call import current_call
+from gateway.call import Call, current_call
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.log import enabled as log_enabled
@@ -38,14 +38,6 @@ READ_PREFIXES = ("Get", "List", "Stream")
 def scope_for(method: str) -> str:
     name = method.rsplit("/", 1)[-1]
     return "read" if name.startswith(READ_PREFIXES) else "write"
-
-
-def authorization(context: grpc.aio.ServicerContext) -> str | None:
-    """The single ``authorization`` metadata value; several (ambiguous) count as none."""
-    values = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
-    if len(values) != 1 or not isinstance(values[0], str):
-        return None
-    return values[0]
 
 
 def _outcome(exc: BaseException | None) -> str:
@@ -69,27 +61,30 @@ class AuthInterceptor(WrappingInterceptor):
     def wrap_stream(self, method: str, inner: Handler) -> Handler:
         return self._stream(scope_for(method), inner)
 
-    async def _admit(self, scope: str, context: grpc.aio.ServicerContext) -> Principal:
-        principal = await self._auth.authenticate(authorization(context), context.peer, scope)
-        call = current_call()
-        call.consumer = principal.consumer
-        call.key_id = principal.key_id
-        call.tenant = principal.profile
-        return principal
-
     def _unary(self, scope: str, inner: Handler) -> Handler:
+        remembered = self._auth.admit_remembered
+        authenticate = self._auth.authenticate
+
+        # The hot path of every authenticated call: a key seen before is admitted without a
+        # coroutine; the credential comes from the call record the call interceptor filled in
+        # its one pass over the metadata.
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = current_call()
+            credential, call.authorization = call.authorization, None
             failure: BaseException | None = None
             response = None
             try:
-                await self._admit(scope, context)
+                principal = (remembered(credential, scope)
+                             or await authenticate(credential, context.peer, scope))
+                call.consumer, call.key_id, call.tenant = (
+                    principal.consumer, principal.key_id, principal.profile)
                 response = await inner(request, context)
                 return response
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
-                _audit(request, response, failure)
+                _audit(call, request, response, failure)
 
         return behavior
 
@@ -98,9 +93,14 @@ class AuthInterceptor(WrappingInterceptor):
             failure: BaseException | None = None
             lease: str | None = None
             principal: Principal | None = None
+            call = current_call()
+            credential, call.authorization = call.authorization, None
             try:
-                principal = await self._admit(scope, context)
-                left = current_call().remaining()
+                principal = (self._auth.admit_remembered(credential, scope)
+                             or await self._auth.authenticate(credential, context.peer, scope))
+                call.consumer, call.key_id, call.tenant = (
+                    principal.consumer, principal.key_id, principal.profile)
+                left = call.remaining()
                 lease = await self._auth.open_stream(principal, 3600.0 if left is None else left)
                 async with contextlib.aclosing(inner(request, context)) as items:
                     async for item in items:
@@ -118,7 +118,7 @@ class AuthInterceptor(WrappingInterceptor):
                     # Shielded: a cancelled stream must still give its slot back.
                     with contextlib.suppress(Exception):
                         await _shielded(self._auth.close_stream(principal, lease))
-                _audit(request, None, failure)
+                _audit(call, request, None, failure)
 
         return behavior
 
@@ -135,10 +135,9 @@ def _id(value: Any) -> str | None:
     return value if value.isprintable() else repr(value)
 
 
-def _audit(request: Any, response: Any, failure: BaseException | None) -> None:
+def _audit(call: Call, request: Any, response: Any, failure: BaseException | None) -> None:
     if not log_enabled(logging.INFO):
         return
-    call = current_call()
     message_id = _id(getattr(request, "message_id", "")) or _id(getattr(response, "id", ""))
     audit.info(
         "audit",

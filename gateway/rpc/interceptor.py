@@ -66,6 +66,10 @@ class CallInterceptor(WrappingInterceptor):
             elif key == "cache-control":
                 if isinstance(value, str) and value.isprintable():
                     call.cache_control = value[:128].lower()
+            elif key == "authorization":
+                # Several values are ambiguous: "" fails authentication like a missing one.
+                call.authorization = (
+                    value if call.authorization is None and isinstance(value, str) else "")
         return call
 
     @staticmethod

@@ -9,6 +9,7 @@ import pytest
 from gateway import metrics
 from gateway.config import AuthSettings
 from gateway.credentials.authenticator import Authenticator
+from gateway.credentials import keys as keys_module
 from gateway.credentials.keys import generate_key
 from gateway.credentials.limits import LocalLimits
 from gateway.credentials.store import Consumer, KeyRecord, Snapshot, StoreData
@@ -113,5 +114,87 @@ async def test_authenticate_sees_a_reloaded_store_at_once_despite_the_principal_
     principal = await auth.authenticate(header, PEER, "write")
     assert (principal.profile, principal.scopes) == ("p2", frozenset({"read", "write"}))
     current[0] = snapshot_with(frozenset({"read", "write"}), "p2", revoked=time.time())
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(header, PEER, "read")
+
+
+async def test_remembered_key_still_refuses_a_wrong_secret_and_skips_the_hash_when_right(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    auth, key = make()
+    header = f"Bearer {key.secret}"
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"
+    hashed: list[str] = []
+    original = keys_module.matches
+    monkeypatch.setattr(keys_module, "matches",
+                        lambda presented, stored: hashed.append(stored) or original(presented, stored))
+    # The same key again: compared with the remembered value, no SHA-256.
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"
+    assert hashed == []
+    # Same key id, one secret character changed: the full check runs and refuses it.
+    last = key.secret[-1]
+    forged = key.secret[:-1] + ("A" if last != "A" else "B")
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(f"Bearer {forged}", PEER, "read")
+    assert len(hashed) == 1
+    # A non-ASCII secret under a known key id is refused, not a crash in compare_digest.
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(f"Bearer {key.secret[:-1]}é", PEER, "read")
+    # And the right key is still admitted afterwards.
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"
+
+
+async def test_remembered_key_expires_on_time_without_a_store_change() -> None:
+    key = generate_key()
+    now = [1000.0]
+    record = KeyRecord(key.key_id, key.hash, 0.0, expires=1010.0)  # a rotated key's grace
+    snapshot = Snapshot.of(StoreData({"svc": Consumer("svc", frozenset({"read"}), "default",
+                                                      (record,))}))
+    auth = Authenticator(lambda: snapshot, LocalLimits(0, 60.0), AuthSettings(),
+                         clock=lambda: now[0])
+    header = f"Bearer {key.secret}"
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"  # remembered
+    now[0] = 1010.0
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(header, PEER, "read")
+
+
+async def test_admit_remembered_takes_only_the_plain_repeat_and_still_enforces_every_rule() -> None:
+    auth, key = make(rate_per_second=1.0, burst=2)
+    header = f"Bearer {key.secret}"
+    assert auth.admit_remembered(header, "read") is None  # never verified yet
+    assert (await auth.authenticate(header, PEER, "read")).consumer == "svc"  # token 1
+    principal = auth.admit_remembered(header, "read")  # token 2, no coroutine, no hash
+    assert principal is not None and principal.consumer == "svc"
+    # Out of tokens: the fast path declines and the full path reports the limit.
+    assert auth.admit_remembered(header, "read") is None
+    with pytest.raises(ResourceExhausted):
+        await auth.authenticate(header, PEER, "read")
+    # A scope the consumer lacks, another spelling of the header, a near-miss value: declined.
+    auth2, key2 = make()
+    header2 = f"Bearer {key2.secret}"
+    await auth2.authenticate(header2, PEER, "read")
+    assert auth2.admit_remembered(header2, "write") is None
+    with pytest.raises(PermissionDenied):
+        await auth2.authenticate(header2, PEER, "write")
+    assert auth2.admit_remembered(f"bearer {key2.secret}", "read") is None
+    assert auth2.admit_remembered(header2[:-1] + "é", "read") is None
+    assert auth2.admit_remembered(header2 + " ", "read") is None
+    assert auth2.admit_remembered(header2, "read") is not None
+
+
+async def test_admit_remembered_forgets_everything_when_the_store_changes() -> None:
+    key = generate_key()
+    record = KeyRecord(key.key_id, key.hash, time.time())
+    snapshots = [Snapshot.of(StoreData({"svc": Consumer("svc", frozenset({"read"}), "p1",
+                                                        (record,))}))]
+    auth = Authenticator(lambda: snapshots[0], LocalLimits(0, 60.0), AuthSettings())
+    header = f"Bearer {key.secret}"
+    await auth.authenticate(header, PEER, "read")
+    assert auth.admit_remembered(header, "read") is not None
+    revoked = KeyRecord(record.key_id, record.hash, record.created, revoked=time.time())
+    snapshots[0] = Snapshot.of(StoreData({"svc": Consumer("svc", frozenset({"read"}), "p1",
+                                                          (revoked,))}))
+    assert auth.admit_remembered(header, "read") is None
     with pytest.raises(Unauthenticated):
         await auth.authenticate(header, PEER, "read")
