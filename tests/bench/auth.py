@@ -1,22 +1,33 @@
 """Authentication cost: unary GetMessage through a gateway with auth on versus auth off.
 
-Both gateways and the emulator run as separate processes on loopback (the load generator never
-shares their loop or GIL); both gateways get the same upstream and the same load. Rounds alternate
-(on, off, off, on, ...) so drift (CPU frequency, other work) hits both alike. ``PAIRS`` fresh
-pairs of gateway processes are measured one after the other and the ratio is the median of the
-pairs' ratios: a single process can be ~15 % faster or slower than its identical twin for its
-whole life on this VM.
-The auth-on gateway runs the whole path — header parse, key-id lookup, SHA-256 + compare_digest,
-scope check, the local token bucket (limit set high enough never to refuse), the audit line.
+One gateway **process** serves two complete gateways (``start_gateway`` twice, one event loop):
+one with auth off and one with auth on, both over the same emulator upstream, GetMessage answered
+from each one's cache. The consumer (this process) alternates between them in short rounds,
+ABBA order (off, on, on, off, ...), and each round's time per call is compared with the adjacent
+round of the other arm. Why this shape, measured on this VM:
 
-``ratio`` = auth-on time per request ÷ auth-off time per request (throughput inverse), target
-≤ 1.05. Run alone with ``python -m tests.bench.auth``.
+* its speed swings by ±15 % from one half-second to the next (one process, one load: 455-699 µs of
+  CPU per call in successive rounds), so long rounds one after the other differ by more than the
+  effect; short adjacent rounds see nearly the same machine;
+* a process can run a few per cent faster or slower than its twin for its whole life, and two
+  gateway processes loaded at the same time were placed unevenly by the scheduler (one pair of
+  identical gateways read 0.86); one process hosting both arms has neither problem.
+
+``ratio`` = median over round pairs of (auth-on time per call ÷ auth-off time per call), over
+``PAIRS`` fresh gateway processes; target ≤ 1.05. Also reported: the same by CPU per call
+(consumer + gateway process, every thread). The auth-on gateway runs the whole path: header
+parse, key-id lookup, the SHA-256 check (first call) or the comparison with the remembered key,
+scope check, the local token bucket (limit high enough never to refuse), the audit decision. The
+consumer sends its key as clients/ does (a ``grpc.aio.Metadata`` built once).
+Run alone with ``python -m tests.bench.auth``; ``--same`` makes both arms auth-off (the method's
+own bias and spread: it should read 1.00).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -40,14 +51,13 @@ from gateway.credentials.store import Consumer, KeyRecord, StoreData
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-bench-auth"
-HEADER_ONLY = "auth off + header"
-CONCURRENCY = 32
-#: Fresh gateway process pairs: one process can run ~15 % faster or slower than an identical
-#: one for its whole life (where the VM places it), so one pair's ratio swung 0.89-1.17.
-PAIRS = 5
-ROUNDS = 4
-ROUND_SECONDS = 1.0
-WARMUP_SECONDS = 0.5
+#: Closed-loop calls in flight.
+CONCURRENCY = 16
+PAIRS = 3
+#: Rounds per arm per process, and their length: short, so adjacent rounds share the machine.
+ROUNDS = 40
+ROUND_SECONDS = 0.25
+WARMUP_SECONDS = 1.0
 
 
 def _port() -> int:
@@ -67,78 +77,96 @@ async def _ready(port: int, timeout: float = 20.0) -> None:
         await asyncio.wait_for(channel.channel_ready(), timeout)
 
 
+def _serve_both(base: str, store_path: str, ports: dict[str, int], same: bool) -> None:
+    """The gateway process: an auth-off and an auth-on gateway on one event loop."""
+    from gateway.app import start_gateway
+    from gateway.config import (AuthSettings, LoggingSettings, ServerSettings, Settings,
+                                UpstreamSettings)
+    from gateway.log import configure_logging
+
+    configure_logging(LoggingSettings(level="warning"))
+
+    def settings(name: str) -> Settings:
+        auth = AuthSettings() if same or name == "off" else AuthSettings(
+            enabled=True, store_path=store_path)
+        return Settings(server=ServerSettings(grpc_listen=f"127.0.0.1:{ports[name]}"),
+                        upstream=UpstreamSettings(base_url=base, api_key=UPSTREAM_KEY),
+                        logging=LoggingSettings(level="warning"), auth=auth)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        gateways = [await start_gateway(settings(name)) for name in ("off", "on")]
+        await stop.wait()
+        for gateway in gateways:
+            await gateway.stop(grace=0.5)
+
+    asyncio.run(main())
+
+
 async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageRequest,
-                 metadata: tuple[tuple[str, str], ...], seconds: float,
-                 server: psutil.Process | None = None) -> dict[str, Any]:
-    """One closed-loop round; ``server_cpu_us`` is the gateway's CPU time per call (user +
-    system, every thread), the figure that contention for the machine cannot blur."""
-    cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
+                 metadata: grpc.aio.Metadata | None, seconds: float,
+                 server: psutil.Process) -> dict[str, Any]:
+    """One closed-loop round: time per call, and CPU per call of consumer + gateway process."""
+    cpu_before = sum(server.cpu_times()[:2]) + time.process_time()
+    calls = errors = 0
     latencies: list[float] = []
-    errors = 0
-    end = time.monotonic() + seconds
+    started = time.perf_counter()
+    end = started + seconds
 
     async def worker() -> None:
-        nonlocal errors
-        while time.monotonic() < end and len(latencies) < 1_000_000:
-            started = time.perf_counter()
+        nonlocal calls, errors
+        while (now := time.perf_counter()) < end:
             try:
                 await stub.GetMessage(request, metadata=metadata, timeout=5)
             except grpc.aio.AioRpcError:
                 errors += 1
-            latencies.append(time.perf_counter() - started)
+            calls += 1
+            latencies.append(time.perf_counter() - now)
 
-    started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    elapsed = time.monotonic() - started
-    cpu = sum(server.cpu_times()[:2]) - cpu_before if server else 0.0
-    ordered = sorted(latencies)
-    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-            "server_cpu_us": cpu / max(len(latencies), 1) * 1e6,
-            "p50_ms": ordered[len(ordered) // 2] * 1000,
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
+    elapsed = time.perf_counter() - started
+    cpu = sum(server.cpu_times()[:2]) + time.process_time() - cpu_before
+    return {"calls": calls, "errors": errors, "us_per_call": elapsed / calls * 1e6,
+            "cpu_us_per_call": cpu / calls * 1e6, "latencies": latencies}
 
 
-async def _pair(path: Path, secret: str, base: str, request: pb.GetMessageRequest
-                ) -> dict[str, list[dict[str, Any]]]:
-    """One fresh (auth off, auth on) pair of gateway processes, measured in alternating rounds."""
-    off_port, on_port = _port(), _port()
-    common = {"OPENAI_API_KEY": UPSTREAM_KEY, "GATEWAY_LOGGING_LEVEL": "warning"}
-    procs = [
-        _spawn(["serve", "--grpc-listen", f"127.0.0.1:{off_port}", "--upstream-url", base],
-               common),
-        _spawn(["serve", "--grpc-listen", f"127.0.0.1:{on_port}", "--upstream-url", base],
-               {**common, "GATEWAY_AUTH_ENABLED": "true", "GATEWAY_AUTH_STORE_PATH": str(path)}),
-    ]
+async def _pair(path: Path, secret: str, base: str, request: pb.GetMessageRequest,
+                same: bool) -> dict[str, list[dict[str, Any]]]:
+    """One fresh gateway process hosting both arms, measured in ABBA rounds."""
+    ports = {"off": _port(), "on": _port()}
+    context = multiprocessing.get_context("spawn")
+    server = context.Process(target=_serve_both, args=(base, str(path), ports, same))
+    server.start()
     try:
-        await _ready(off_port)
-        await _ready(on_port)
-        header = (("authorization", f"Bearer {secret}"),)
-        cases = {"auth off": (off_port, ()), "auth on": (on_port, header),
-                 # The auth-off gateway sent the same header it ignores: what carrying the
-                 # header alone costs grpc (HPACK, metadata objects), before any auth code runs.
-                 HEADER_ONLY: (off_port, header)}
-        servers = {"auth off": psutil.Process(procs[0].pid),
-                   "auth on": psutil.Process(procs[1].pid),
-                   HEADER_ONLY: psutil.Process(procs[0].pid)}
-        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+        for port in ports.values():
+            await _ready(port)
+        process = psutil.Process(server.pid)
+        header = None if same else grpc.aio.Metadata(("authorization", f"Bearer {secret}"))
+        metadata = {"off": None, "on": header}
         channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-                    for name, (port, _) in cases.items()}
+                    for name, port in ports.items()}
         try:
             stubs = {name: pb_grpc.MessagesServiceStub(ch) for name, ch in channels.items()}
-            for name, (_, metadata) in cases.items():
-                await _round(stubs[name], request, metadata, WARMUP_SECONDS)
+            for name in ("off", "on"):
+                await _round(stubs[name], request, metadata[name], WARMUP_SECONDS, process)
+            rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
             for index in range(ROUNDS):
-                order = list(cases.items())
-                shift = index % len(order)
-                for name, (_, metadata) in order[shift:] + order[:shift]:
-                    rounds[name].append(await _round(
-                        stubs[name], request, metadata, ROUND_SECONDS, servers[name]))
+                # ABBA: off, on, on, off, ... a linear drift hits both arms alike.
+                order = ("off", "on") if index % 2 == 0 else ("on", "off")
+                for name in order:
+                    rounds[name].append(await _round(stubs[name], request, metadata[name],
+                                                     ROUND_SECONDS, process))
+            return rounds
         finally:
             for ch in channels.values():
                 await ch.close()
-        return rounds
     finally:
-        _stop(procs)
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGTERM)
+        server.join(15)
+        if server.is_alive():
+            server.kill()
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -151,7 +179,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-async def run() -> list[dict[str, Any]]:
+async def run(same: bool = False) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         key = generate_key()
         path = Path(tmp) / "credentials.json"
@@ -176,58 +204,43 @@ async def run() -> list[dict[str, Any]]:
                 message = (await http.post(f"/threads/{thread}/messages",
                                            json={"role": "user", "content": "bench"})).json()["id"]
             request = pb.GetMessageRequest(thread_id=thread, message_id=message)
-            pairs = [await _pair(path, key.secret, base, request) for _ in range(PAIRS)]
+            pairs = [await _pair(path, key.secret, base, request, same) for _ in range(PAIRS)]
         finally:
             _stop(emulator)
 
-    def median_of(pair: dict[str, list[dict[str, Any]]], name: str, field: str) -> float:
-        return statistics.median(r[field] for r in pair[name])
+    def ratios(field: str) -> list[float]:
+        """Per process: the median over adjacent round pairs of on ÷ off."""
+        return [statistics.median(on[field] / off[field] for on, off in zip(p["on"], p["off"]))
+                for p in pairs]
 
-    # Per pair: auth-on time per request / auth-off time per request (medians of its rounds);
-    # the reported ratio is the median over pairs, so no one process's luck decides it.
-    time_ratios = [median_of(p, "auth off", "rps") / median_of(p, "auth on", "rps") for p in pairs]
-    cpu_ratios = [median_of(p, "auth on", "server_cpu_us") / median_of(p, "auth off", "server_cpu_us")
-                  for p in pairs]
+    time_ratios, cpu_ratios = ratios("us_per_call"), ratios("cpu_us_per_call")
+    label = {"off": "auth off", "on": "auth off (twin)" if same else "auth on"}
     rows = []
-    for name in ("auth off", "auth on"):
-        measured = [r for p in pairs for r in p[name]]
+    for arm in ("off", "on"):
+        measured = [r for p in pairs for r in p[arm]]
+        latencies = sorted(x for r in measured for x in r["latencies"])
         rows.append({
-            "benchmark": "auth", "case": f"GetMessage unary, {name}",
+            "benchmark": "auth", "case": f"GetMessage unary, {label[arm]}",
             "concurrency": CONCURRENCY, "rounds": ROUNDS * PAIRS,
-            "requests": sum(r["requests"] for r in measured),
+            "requests": sum(r["calls"] for r in measured),
             "errors": sum(r["errors"] for r in measured),
-            "rps": round(statistics.median(r["rps"] for r in measured), 1),
-            "p50_ms": round(statistics.median(r["p50_ms"] for r in measured), 2),
-            "p99_ms": round(statistics.median(r["p99_ms"] for r in measured), 2),
-            "server_cpu_us": round(statistics.median(r["server_cpu_us"] for r in measured), 1),
-            "ratio": round(statistics.median(time_ratios), 3) if name == "auth on" else 1.0,
-            "target": "<= 1.05" if name == "auth on" else "baseline",
-            **({"pair_ratios": [round(r, 3) for r in time_ratios]} if name == "auth on" else {}),
+            "rps": round(1e6 / statistics.median(r["us_per_call"] for r in measured), 1),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            "cpu_us_per_call": round(statistics.median(r["cpu_us_per_call"] for r in measured), 1),
+            "ratio": round(statistics.median(time_ratios), 3) if arm == "on" else 1.0,
+            "target": ("~1.00" if same else "<= 1.05") if arm == "on" else "baseline",
+            **({"process_ratios": [round(r, 3) for r in time_ratios]} if arm == "on" else {}),
         })
-    header_ratios = [median_of(p, "auth off", "rps") / median_of(p, HEADER_ONLY, "rps")
-                     for p in pairs]
     rows.append({
         "benchmark": "auth",
-        "case": "reference: auth off, consumer still sends the header / auth off (grpc's share)",
-        "pair_ratios": [round(r, 3) for r in header_ratios],
-        "ratio": round(statistics.median(header_ratios), 3), "target": "-",
-    })
-    code_ratios = [median_of(p, HEADER_ONLY, "rps") / median_of(p, "auth on", "rps")
-                   for p in pairs]
-    rows.append({
-        "benchmark": "auth",
-        "case": "reference: auth on / auth off + header (the gateway's auth code alone)",
-        "pair_ratios": [round(r, 3) for r in code_ratios],
-        "ratio": round(statistics.median(code_ratios), 3), "target": "-",
-    })
-    rows.append({
-        "benchmark": "auth",
-        "case": "GetMessage unary, auth on / off by gateway CPU per call (contention-proof view)",
-        "pair_ratios": [round(r, 3) for r in cpu_ratios],
+        "case": f"GetMessage unary, {label['on']} / auth off by CPU per call "
+                "(consumer + gateway process)",
+        "process_ratios": [round(r, 3) for r in cpu_ratios],
         "ratio": round(statistics.median(cpu_ratios), 3), "target": "-",
     })
     return rows
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run()), indent=2))
+    print(json.dumps(asyncio.run(run(same="--same" in sys.argv)), indent=2))
