@@ -17,6 +17,11 @@ Order, cheapest and safest first:
 4. the consumer must hold ``scope`` → PermissionDenied;
 5. the consumer's token bucket → ResourceExhausted with ``retry_after``.
 
+``admit_remembered(header, scope)`` runs first on the gRPC face: it admits only the exact header
+value that passed all of the above before (one dict lookup by the 16 characters where a key id
+sits, one ``compare_digest``, then the scope, expiry, blocked-peer and token checks) and answers
+None for anything else, which then takes the path above and gets its error from it.
+
 Failures of steps 2 and 3 count against the peer. Messages never quote the presented value.
 """
 
