@@ -14,7 +14,7 @@ round of the other arm. Why this shape, measured on this VM:
   identical gateways read 0.86); one process hosting both arms has neither problem.
 
 ``ratio`` = median over round pairs of (auth-on time per call ÷ auth-off time per call), over
-``PAIRS`` fresh gateway processes; target ≤ 1.05. Also reported: the same by CPU per call
+``PROCESSES`` fresh gateway processes; target ≤ 1.05. Also reported: the same by CPU per call
 (consumer + gateway process, every thread). The auth-on gateway runs the whole path: header
 parse, key-id lookup, the SHA-256 check (first call) or the comparison with the remembered key,
 scope check, the local token bucket (limit high enough never to refuse), the audit decision. The
@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-bench-auth"
 #: Closed-loop calls in flight.
 CONCURRENCY = 16
-PAIRS = 3
+#: Fresh gateway processes, each hosting both arms (the median over them is reported).
+PROCESSES = 5
 #: Rounds per arm per process, and their length: short, so adjacent rounds share the machine.
 ROUNDS = 40
 ROUND_SECONDS = 0.25
@@ -133,7 +134,7 @@ async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageReques
             "cpu_us_per_call": cpu / calls * 1e6, "latencies": latencies}
 
 
-async def _pair(path: Path, secret: str, base: str, request: pb.GetMessageRequest,
+async def _process(path: Path, secret: str, base: str, request: pb.GetMessageRequest,
                 same: bool) -> dict[str, list[dict[str, Any]]]:
     """One fresh gateway process hosting both arms, measured in ABBA rounds."""
     ports = {"off": _port(), "on": _port()}
@@ -206,24 +207,24 @@ async def run(same: bool = False) -> list[dict[str, Any]]:
                 message = (await http.post(f"/threads/{thread}/messages",
                                            json={"role": "user", "content": "bench"})).json()["id"]
             request = pb.GetMessageRequest(thread_id=thread, message_id=message)
-            pairs = [await _pair(path, key.secret, base, request, same) for _ in range(PAIRS)]
+            processes = [await _process(path, key.secret, base, request, same) for _ in range(PROCESSES)]
         finally:
             _stop(emulator)
 
     def ratios(field: str) -> list[float]:
         """Per process: the median over adjacent round pairs of on ÷ off."""
         return [statistics.median(on[field] / off[field] for on, off in zip(p["on"], p["off"]))
-                for p in pairs]
+                for p in processes]
 
     time_ratios, cpu_ratios = ratios("us_per_call"), ratios("cpu_us_per_call")
     label = {"off": "auth off", "on": "auth off (twin)" if same else "auth on"}
     rows = []
     for arm in ("off", "on"):
-        measured = [r for p in pairs for r in p[arm]]
+        measured = [r for p in processes for r in p[arm]]
         latencies = sorted(x for r in measured for x in r["latencies"])
         rows.append({
             "benchmark": "auth", "case": f"GetMessage unary, {label[arm]}",
-            "concurrency": CONCURRENCY, "rounds": ROUNDS * PAIRS,
+            "concurrency": CONCURRENCY, "rounds": ROUNDS * PROCESSES,
             "requests": sum(r["calls"] for r in measured),
             "errors": sum(r["errors"] for r in measured),
             "rps": round(1e6 / statistics.median(r["us_per_call"] for r in measured), 1),
