@@ -57,3 +57,23 @@ def test_generated_code_imports_without_the_server() -> None:
             "'server imported'; print(messages_pb2.Message.DESCRIPTOR.full_name)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "messages_gateway.v1.Message"
+
+
+async def test_stream_opened_while_draining_ends_unavailable_without_an_upstream_request(
+        gateway, emulator) -> None:
+    thread_id = emulator.store.create_thread()["id"]
+    emulator.store.create_message(thread_id, role="user", content="x")
+    gateway.grpc.draining.set()  # what drain() does once its delay has passed
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+
+        stream = pb_grpc.MessagesServiceStub(channel).StreamMessages(
+            pb.StreamMessagesRequest(thread_id=thread_id), timeout=5)
+        try:
+            async for _ in stream:
+                raise AssertionError("a page was sent by a draining server")
+            raise AssertionError("the stream ended without a status")
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+            assert "shutting down" in (err.details() or "")
+    assert emulator.log.count("listMessages") == 0
