@@ -13,16 +13,16 @@ import structlog
 from gateway.config import AuthSettings, ServerSettings, Settings
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
-from gateway.credentials.profiles import UpstreamPool
 from gateway.credentials.reloader import Reloader
+from gateway.headers import FORBIDDEN_EXTRA
 from gateway.metrics_server import MetricsServer
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
+from gateway.pipeline import Pipeline
 from gateway.rest import HttpServer, create_app
-from gateway.rest.auth import rest_authenticator
-from gateway.rpc.auth import AuthInterceptor
 from gateway.rpc.server import GrpcServer
+from gateway.upstream.pool import UpstreamPool
 
 log = structlog.get_logger("gateway")
 
@@ -34,6 +34,7 @@ class Gateway:
     settings: Settings
     upstream: UpstreamPool
     operations: MessageOperations
+    pipeline: Pipeline
     grpc: GrpcServer
     grpc_port: int
     #: The HTTP/JSON face, when ``server.http_listen`` is set.
@@ -46,7 +47,11 @@ class Gateway:
     metrics: MetricsServer | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        faces = [self.grpc.drain(grace)]
+        """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
+        accepting and give in-flight calls ``grace`` seconds."""
+        await self.grpc.not_serving()
+        self.pipeline.draining.set()
+        faces = [self.grpc.stop(grace)]
         if self.http is not None:
             faces.append(self.http.stop(grace))
         await asyncio.gather(*faces)
@@ -92,24 +97,23 @@ async def start_gateway(settings: Settings) -> Gateway:
     )
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
-    guards: list[AuthInterceptor] = []
     if settings.auth.enabled:
         reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
         reloader.start()
         authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
-        guards.append(AuthInterceptor(authenticator))
     else:
         log.warning("auth_disabled", detail="every caller is served under the default profile "
                     "without a key; set [auth] enabled = true outside loopback")
-    grpc_server = GrpcServer(settings.server, operations, guards=list(guards),
+    pipeline = Pipeline(
+        authenticator, default_timeout=settings.server.default_timeout_seconds,
+        forward_headers=frozenset(
+            h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA)
+    grpc_server = GrpcServer(settings.server, operations, pipeline,
                              credentials=server_credentials(settings.server))
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0
     if settings.server.http_listen:
-        http_server = HttpServer(settings.server, create_app(
-            operations, default_timeout=settings.server.default_timeout_seconds,
-            allowed_extra_headers=settings.upstream.allowed_extra_headers,
-            authenticate=rest_authenticator(authenticator) if authenticator else None))
+        http_server = HttpServer(settings.server, create_app(operations, pipeline))
         try:
             http_port = await http_server.start(settings.server.http_listen)
         except BaseException:
@@ -125,8 +129,8 @@ async def start_gateway(settings: Settings) -> Gateway:
              upstream=settings.upstream.base_url, auth=settings.auth.enabled,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names))
-    return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port,
-                   authenticator, reloader, metrics)
+    return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
+                   http_port, authenticator, reloader, metrics)
 
 
 async def serve(settings: Settings) -> None:

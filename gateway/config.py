@@ -19,13 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.headers import FORBIDDEN_EXTRA
+
 ENV_PREFIX = "GATEWAY_"
 
-#: Headers a consumer may never set on the upstream request, whatever the configuration says.
-FORBIDDEN_EXTRA_HEADERS = frozenset(
-    {"authorization", "openai-organization", "openai-project", "host", "openai-beta",
-     "content-length", "content-type", "transfer-encoding", "connection", "cookie"}
-)
 
 
 class ConfigError(ValueError):
@@ -326,7 +323,7 @@ def check_settings(settings: Settings) -> None:
     if settings.upstream.transport not in {"aiohttp", "httpx"}:
         raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
     for name in settings.upstream.allowed_extra_headers:
-        if name.lower() in FORBIDDEN_EXTRA_HEADERS:
+        if name.lower() in FORBIDDEN_EXTRA:
             raise ConfigError(f"upstream.allowed_extra_headers may not include {name!r}")
     positive = {
         "server.grace_seconds": settings.server.grace_seconds,

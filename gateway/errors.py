@@ -48,6 +48,14 @@ class UpstreamErrorInfo:
     request_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a failed stream resumes: ``after=<id>`` (forward walks) or ``before=<id>``."""
+
+    direction: str  # "after" or "before"
+    cursor: str
+
+
 @dataclass(slots=True)
 class ErrorDetails:
     """Everything a face needs to render an error besides its code."""
@@ -58,6 +66,8 @@ class ErrorDetails:
     retry_after: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     trailing_metadata: dict[str, str] = field(default_factory=dict)
+    #: Set on the error that ends a stream after it delivered a page.
+    resume: Resume | None = None
 
 
 class GatewayError(Exception):

@@ -6,28 +6,43 @@ every line the process writes has one shape.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from typing import Any
 
 import structlog
 
-from gateway.call import bound_call
 from gateway.config import LoggingSettings
+
+#: (request id, method, face) of the call being served: the log fields of every line written
+#: while it runs, and nothing else (the call's context is passed explicitly everywhere).
+_fields: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
+    "gateway_log_fields", default=None)
+
+Token = contextvars.Token
+
+
+def bind_call_fields(request_id: str, method: str, face: str) -> Token[Any]:
+    """Name the call in every line written until ``unbind_call_fields``."""
+    return _fields.set((request_id, method, face))
+
+
+def unbind_call_fields(token: Token[Any]) -> None:
+    _fields.reset(token)
 
 
 def add_call_context(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
     """Every line written while a call is served names it: request id, method, face.
 
-    Read from the call record at write time instead of bound into structlog's contextvars per
+    Read from one contextvar at write time instead of bound into structlog's contextvars per
     call: binding cost two contextvar rounds on every call, including the many whose lines the
     level filters out."""
-    call = bound_call()
-    if call is not None and call.face != "internal":
-        event.setdefault("request_id", call.request_id)
-        event.setdefault("method", call.method)
-        if call.face != "grpc":
-            event.setdefault("face", call.face)
+    fields = _fields.get()
+    if fields is not None:
+        event.setdefault("request_id", fields[0])
+        event.setdefault("method", fields[1])
+        event.setdefault("face", fields[2])
     return event
 
 

@@ -71,7 +71,7 @@ async def test_serve_logs_one_json_line_per_call_and_stops_on_sigterm(emulator) 
             proc.kill()
     assert proc.returncode == 0
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    calls = [line for line in lines if line.get("event") == "rpc"]
+    calls = [line for line in lines if line.get("event") == "call"]
     assert len(calls) == 1
     (call,) = calls
     assert call["method"] == "GetMessage"

@@ -41,17 +41,16 @@ from gateway.cache.policy import (
 )
 from gateway.cache.redis import RedisBackend
 from gateway.cache.singleflight import SingleFlight
-from gateway.call import Call, bind_call, current_call, unbind_call
 from gateway.config import CacheSettings
+from gateway.context import CallContext
 from gateway.errors import DeadlineExceeded
+from gateway.headers import AGE, X_CACHE
 
 __all__ = [
-    "AGE_HEADER",
     "GET_MESSAGE",
     "GET_MESSAGE_FILE",
     "LIST_MESSAGES",
     "LIST_MESSAGE_FILES",
-    "X_CACHE_HEADER",
     "Backend",
     "CacheKey",
     "Entry",
@@ -64,16 +63,14 @@ __all__ = [
 
 M = TypeVar("M", bound=Message)
 
-X_CACHE_HEADER = "x-cache"
-AGE_HEADER = "age"
 #: A follower whose leader ran out of deadline fetches again, at most this many times.
 MAX_TAKEOVERS = 2
 
 
 @dataclass(frozen=True, slots=True)
 class _Fetched:
-    #: The flight's own call record: upstream status and headers to copy to every waiter.
-    call: Call
+    #: The flight's own call context: upstream status and headers to copy to every waiter.
+    call: CallContext
     message: Message | None = None
     payload: bytes = b""
     #: The fetch's failure, handed to every waiter (never stored).
@@ -102,30 +99,33 @@ class ResponseCache:
         _event_counter(self.backend_name, event).inc()
 
     @staticmethod
-    def _mark(call: Call, outcome: str, age: float = 0.0) -> None:
+    def _mark(call: CallContext, outcome: str, age: float = 0.0) -> None:
         call.cache = outcome
-        call.response_headers[X_CACHE_HEADER] = outcome
+        call.response_headers[X_CACHE] = outcome
         if outcome != "bypass":
-            call.response_headers[AGE_HEADER] = str(int(max(0.0, age)))
+            call.response_headers[AGE] = str(int(max(0.0, age)))
 
     async def read(
         self,
+        call: CallContext,
         operation: str,
         path: tuple[str, ...],
         query: Mapping[str, str],
         options: pb.RequestOptions,
-        fetch: Callable[[], Awaitable[M]],
+        fetch: Callable[[CallContext], Awaitable[M]],
         message_type: type[M],
     ) -> M:
-        """The answer to one read request, from the cache when allowed and present."""
-        call = current_call()
+        """The answer to one read request, from the cache when allowed and present.
+
+        ``fetch(ctx)`` asks the upstream under the context it is given: the call's own, or a
+        flight's copy of it when the fetch is shared."""
         ttl = self.policy.ttl(operation)
         wanted = directive(call.cache_control)
         if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
-                or options_bypass(options)):
+                or options_bypass(options) or call.forward_headers):
             self._count("bypass")
             self._mark(call, "bypass")
-            return await fetch()
+            return await fetch(call)
         merged = dict(query)
         if options.extra_query:  # usually empty; a map update is not free even then
             merged.update(options.extra_query)
@@ -134,7 +134,7 @@ class ResponseCache:
         if not lookup.available:
             self._count("bypass")
             self._mark(call, "bypass")
-            return await fetch()
+            return await fetch(call)
         if wanted is Directive.USE and lookup.entry is not None:
             self._count("hit")
             self._mark(call, "hit", time.time() - lookup.entry.stored_at)
@@ -149,8 +149,8 @@ class ResponseCache:
         return await self._shared(key, lookup, ttl, fetch, message_type, call)
 
     async def _shared(
-        self, key: CacheKey, lookup: Lookup, ttl: float, fetch: Callable[[], Awaitable[M]],
-        message_type: type[M], call: Call,
+        self, key: CacheKey, lookup: Lookup, ttl: float,
+        fetch: Callable[[CallContext], Awaitable[M]], message_type: type[M], call: CallContext,
     ) -> M:
         for attempt in range(MAX_TAKEOVERS + 1):
             flight_key = (key, lookup.generations)
@@ -170,21 +170,17 @@ class ResponseCache:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fill(
-        self, key: CacheKey, lookup: Lookup, ttl: float, fetch: Callable[[], Awaitable[M]],
-        leader: Call,
+        self, key: CacheKey, lookup: Lookup, ttl: float,
+        fetch: Callable[[CallContext], Awaitable[M]], leader: CallContext,
     ) -> _Fetched:
-        """Fetch under a call record of its own (bound to the leader's deadline), then store."""
+        """Fetch under a context of its own (the leader's deadline and tenant), then store."""
         assert self.backend is not None
         own = dataclasses.replace(leader, response_headers={}, upstream_calls=0,
                                   upstream_status=None, upstream_request_id=None)
-        token = bind_call(own)
         try:
-            message = await fetch()
+            message = await fetch(own)
         except Exception as exc:  # handed to every waiter by _Fetched.result()
             return _Fetched(own, error=exc)
-        finally:
-            # A flight runs in a task of its own, but a refresh runs inline: restore the caller.
-            unbind_call(token)
         payload = message.SerializeToString()
         if cacheable(message) and len(payload) <= self.policy.max_value_bytes:
             await self.backend.store(key, payload, ttl, lookup.generations)
@@ -219,7 +215,7 @@ def _scopes(operation: str, path: tuple[str, ...]) -> tuple[str, ...]:
     return ()  # message files never change
 
 
-def _adopt(call: Call, flight: Call, *, leader: bool) -> None:
+def _adopt(call: CallContext, flight: CallContext, *, leader: bool) -> None:
     """Hand the flight's upstream outcome to a waiting call (its log line, its metadata)."""
     call.upstream_status = flight.upstream_status
     call.upstream_request_id = flight.upstream_request_id

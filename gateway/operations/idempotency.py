@@ -37,7 +37,7 @@ from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
-from gateway.call import current_call
+from gateway.context import CallContext
 from gateway.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -58,9 +58,9 @@ LOOKUP_PAGE = 100
 NOT_SENT_REASONS = frozenset({CIRCUIT_OPEN_REASON, ADMISSION_REASON})
 
 
-def idempotency_key(req: pb.CreateMessageRequest) -> str | None:
-    """The request's key (field or metadata), validated; None without one."""
-    header = current_call().idempotency_key
+def idempotency_key(req: pb.CreateMessageRequest, ctx: CallContext) -> str | None:
+    """The request's key (field, or the call's ``idempotency-key``), validated; None without."""
+    header = ctx.idempotency_key
     if header is not None and (not header or len(header) > MAX_ID_LENGTH
                                or not header.isprintable()):
         raise InvalidArgument.for_fields([FieldViolation(
@@ -164,9 +164,12 @@ class IdempotencyStore:
         key: str,
         print_: str,
         create: Callable[[bool], Awaitable[pb.Message]],
+        *,
+        remaining: Callable[[], float | None],
     ) -> pb.Message:
         """The message for (consumer, key): remembered, awaited, or made by ``create(recover)``
-        where ``recover`` asks it to look for an earlier ambiguous attempt first."""
+        where ``recover`` asks it to look for an earlier ambiguous attempt first. A duplicate
+        waits for the first call at most ``remaining()`` seconds (the caller's deadline)."""
         slot = (consumer, key)
         while True:
             self._prune()
@@ -179,7 +182,7 @@ class IdempotencyStore:
                 return pb.Message.FromString(entry.result)
             if entry is not None and entry.state == "pending":
                 assert entry.waiter is not None
-                left = current_call().remaining()
+                left = remaining()
                 try:
                     async with asyncio.timeout(left):
                         await asyncio.shield(entry.waiter)

@@ -1,8 +1,10 @@
 """The operations both faces call: validate, call the upstream, convert.
 
-The gRPC servicer and the REST routes are thin translations onto these methods, so validation,
+Both faces reach these methods through the call pipeline (``gateway.pipeline``), so validation,
 caching, credentials and the upstream exchange exist once. Requests arrive as the contract's
-protobuf messages; results leave as protobuf messages.
+protobuf messages with the call's context (``gateway.context.CallContext``: deadline, tenant,
+consumer, cache directive, idempotency key, where response headers go); results leave as protobuf
+messages.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from typing import Any, TypeVar
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
-from gateway.call import current_call
 from gateway import cache as cached
 from gateway.cache import ResponseCache, build_cache
 from gateway.config import CacheSettings
+from gateway.context import CallContext
 from gateway.errors import Internal
 from gateway.operations import idempotency
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.operations import validation as check
-from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES, extra_body
+from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES
 from gateway.upstream import wire
 from gateway.upstream.client import Upstream
 from gateway.upstream.pagination import walk_pages
@@ -80,6 +82,7 @@ class MessageOperations:
 
     async def _call(
         self,
+        ctx: CallContext,
         method: str,
         segments: list[str],
         options: pb.RequestOptions,
@@ -89,16 +92,21 @@ class MessageOperations:
         idempotent: bool | None = None,
         recover: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> Any:
+        """One upstream request with the consumer's pass-through options: ``extra_query`` on
+        every method, allow-listed headers (the call's own, then ``extra_headers``). Options are
+        validated before this runs; ``extra_body`` is always refused there."""
         merged_query = dict(query or {})
         merged_query.update(options.extra_query)
-        if body is not None:
-            body.update(extra_body(options))
+        headers = ctx.forward_headers
+        if options.extra_headers:
+            headers = {**headers, **options.extra_headers}
         response = await self._upstream.request(
+            ctx,
             method,
             segments,
             query=merged_query or None,
             json_body=body,
-            extra_headers=dict(options.extra_headers) or None,
+            extra_headers=headers or None,
             idempotent=idempotent,
             recover=recover,
         )
@@ -106,9 +114,9 @@ class MessageOperations:
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def create_message(self, req: pb.CreateMessageRequest) -> pb.Message:
+    async def create_message(self, req: pb.CreateMessageRequest, ctx: CallContext) -> pb.Message:
         check.check_create(req, self._allowed_headers)
-        key = idempotency.idempotency_key(req)
+        key = idempotency.idempotency_key(req, ctx)
         idempotency.check_marker_room(req, keyed=key is not None)
         body: dict[str, Any] = {"role": ROLE_NAMES[req.role], "content": req.content}
         if req.file_ids:
@@ -118,17 +126,17 @@ class MessageOperations:
         try:
             if key is None:
                 # No key: sent once; re-sent only if it provably never reached the upstream.
-                raw = await self._call("POST", ["threads", req.thread_id, "messages"], req.options,
-                                       body=body)
+                raw = await self._call(ctx, "POST", ["threads", req.thread_id, "messages"],
+                                       req.options, body=body)
                 return convert(wire.message_from_json, raw)
-            consumer = current_call().consumer or "anonymous"
+            consumer = ctx.consumer or "anonymous"
             mark = idempotency.marker(consumer, key)
             body["metadata"] = {**body.get("metadata", {}), idempotency.MARKER_KEY: mark}
 
             async def lookup() -> Any | None:
                 query = {"order": "desc", "limit": str(idempotency.LOOKUP_PAGE)}
-                page = await self._upstream.request("GET", ["threads", req.thread_id, "messages"],
-                                                    query=query)
+                page = await self._upstream.request(
+                    ctx, "GET", ["threads", req.thread_id, "messages"], query=query)
                 found = idempotency.find_marked(page.body, mark)
                 if found is not None:
                     metrics.IDEMPOTENT_REPLAYS.labels("recovered").inc()
@@ -137,28 +145,30 @@ class MessageOperations:
             async def create(recover: bool) -> pb.Message:
                 found = await lookup() if recover else None
                 if found is None:
-                    found = await self._call("POST", ["threads", req.thread_id, "messages"],
-                                             req.options, body=body, idempotent=True, recover=lookup)
+                    found = await self._call(ctx, "POST", ["threads", req.thread_id, "messages"],
+                                             req.options, body=body, idempotent=True,
+                                             recover=lookup)
                 return convert(wire.message_from_json, found)
 
-            return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create)
+            return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create,
+                                               remaining=ctx.remaining)
         finally:
             # Even a failed write may have landed upstream (an answer lost on the way back).
             await self.cache.invalidate(req.thread_id)
 
-    async def get_message(self, req: pb.GetMessageRequest) -> pb.Message:
+    async def get_message(self, req: pb.GetMessageRequest, ctx: CallContext) -> pb.Message:
         check.check_get(req, self._allowed_headers)
 
-        async def fetch() -> pb.Message:
+        async def fetch(ctx: CallContext) -> pb.Message:
             raw = await self._call(
-                "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
+                ctx, "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
             )
             return convert(wire.message_from_json, raw)
 
-        return await self.cache.read(cached.GET_MESSAGE, (req.thread_id, req.message_id), {},
+        return await self.cache.read(ctx, cached.GET_MESSAGE, (req.thread_id, req.message_id), {},
                                      req.options, fetch, pb.Message)
 
-    async def update_message(self, req: pb.UpdateMessageRequest) -> pb.Message:
+    async def update_message(self, req: pb.UpdateMessageRequest, ctx: CallContext) -> pb.Message:
         check.check_update(req, self._allowed_headers)
         body: dict[str, Any] = {}
         if req.HasField("metadata"):
@@ -166,45 +176,38 @@ class MessageOperations:
         # Metadata is replaced wholesale, so sending the same update twice changes nothing.
         try:
             raw = await self._call(
-                "POST", ["threads", req.thread_id, "messages", req.message_id], req.options,
+                ctx, "POST", ["threads", req.thread_id, "messages", req.message_id], req.options,
                 body=body, idempotent=True,
             )
         finally:
             await self.cache.invalidate(req.thread_id, req.message_id)
         return convert(wire.message_from_json, raw)
 
-    async def list_messages(self, req: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
+    async def list_messages(
+        self, req: pb.ListMessagesRequest, ctx: CallContext
+    ) -> pb.ListMessagesResponse:
         check.check_list_messages(req, self._allowed_headers)
         query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before,
                            run_id=req.run_id)
-        return await self.cache.read(
-            cached.LIST_MESSAGES, (req.thread_id,), query, req.options,
-            lambda: self._message_page(req, after=req.after, before=req.before, limit=req.limit),
-            pb.ListMessagesResponse,
-        )
 
-    async def _message_page(
-        self,
-        req: pb.ListMessagesRequest | pb.StreamMessagesRequest,
-        *,
-        after: str,
-        before: str,
-        limit: int,
-    ) -> pb.ListMessagesResponse:
-        query = page_query(limit=limit, order=req.order, after=after, before=before,
-                           run_id=req.run_id)
-        raw = await self._call("GET", ["threads", req.thread_id, "messages"], req.options,
-                               query=query)
-        return convert(wire.message_list_from_json, raw)
+        async def fetch(ctx: CallContext) -> pb.ListMessagesResponse:
+            raw = await self._call(ctx, "GET", ["threads", req.thread_id, "messages"],
+                                   req.options, query=query)
+            return convert(wire.message_list_from_json, raw)
 
-    async def stream_messages(self, req: pb.StreamMessagesRequest) -> AsyncIterator[pb.MessagePage]:
+        return await self.cache.read(ctx, cached.LIST_MESSAGES, (req.thread_id,), query,
+                                     req.options, fetch, pb.ListMessagesResponse)
+
+    async def stream_messages(
+        self, req: pb.StreamMessagesRequest, ctx: CallContext
+    ) -> AsyncIterator[pb.MessagePage]:
         check.check_list_messages(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
 
         def fetch(after: str, before: str) -> Awaitable[Any]:
             query = page_query(limit=limit, order=req.order, after=after, before=before,
                                run_id=req.run_id)
-            return self._call("GET", ["threads", req.thread_id, "messages"], req.options,
+            return self._call(ctx, "GET", ["threads", req.thread_id, "messages"], req.options,
                               query=query)
 
         parse = wire.message_page_from_json
@@ -214,49 +217,41 @@ class MessageOperations:
 
     # -- message files --------------------------------------------------------------------------
 
-    async def get_message_file(self, req: pb.GetMessageFileRequest) -> pb.MessageFile:
+    async def get_message_file(
+        self, req: pb.GetMessageFileRequest, ctx: CallContext
+    ) -> pb.MessageFile:
         check.check_get_file(req, self._allowed_headers)
 
-        async def fetch() -> pb.MessageFile:
+        async def fetch(ctx: CallContext) -> pb.MessageFile:
             raw = await self._call(
-                "GET",
+                ctx, "GET",
                 ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
                 req.options,
             )
             return convert(wire.message_file_from_json, raw)
 
-        return await self.cache.read(cached.GET_MESSAGE_FILE,
+        return await self.cache.read(ctx, cached.GET_MESSAGE_FILE,
                                      (req.thread_id, req.message_id, req.file_id), {},
                                      req.options, fetch, pb.MessageFile)
 
     async def list_message_files(
-        self, req: pb.ListMessageFilesRequest
+        self, req: pb.ListMessageFilesRequest, ctx: CallContext
     ) -> pb.ListMessageFilesResponse:
         check.check_list_files(req, self._allowed_headers)
         query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before)
-        return await self.cache.read(
-            cached.LIST_MESSAGE_FILES, (req.thread_id, req.message_id), query, req.options,
-            lambda: self._file_page(req, after=req.after, before=req.before, limit=req.limit),
-            pb.ListMessageFilesResponse,
-        )
 
-    async def _file_page(
-        self,
-        req: pb.ListMessageFilesRequest | pb.StreamMessageFilesRequest,
-        *,
-        after: str,
-        before: str,
-        limit: int,
-    ) -> pb.ListMessageFilesResponse:
-        query = page_query(limit=limit, order=req.order, after=after, before=before)
-        raw = await self._call(
-            "GET", ["threads", req.thread_id, "messages", req.message_id, "files"], req.options,
-            query=query,
-        )
-        return convert(wire.message_file_list_from_json, raw)
+        async def fetch(ctx: CallContext) -> pb.ListMessageFilesResponse:
+            raw = await self._call(
+                ctx, "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
+                req.options, query=query)
+            return convert(wire.message_file_list_from_json, raw)
+
+        return await self.cache.read(ctx, cached.LIST_MESSAGE_FILES,
+                                     (req.thread_id, req.message_id), query, req.options, fetch,
+                                     pb.ListMessageFilesResponse)
 
     async def stream_message_files(
-        self, req: pb.StreamMessageFilesRequest
+        self, req: pb.StreamMessageFilesRequest, ctx: CallContext
     ) -> AsyncIterator[pb.MessageFilePage]:
         check.check_list_files(req, self._allowed_headers)
         limit = req.limit or STREAM_DEFAULT_LIMIT
@@ -264,7 +259,7 @@ class MessageOperations:
         def fetch(after: str, before: str) -> Awaitable[Any]:
             query = page_query(limit=limit, order=req.order, after=after, before=before)
             return self._call(
-                "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
+                ctx, "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
                 req.options, query=query,
             )
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from google.protobuf import json_format
-
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from gateway.config import FORBIDDEN_EXTRA_HEADERS
 from gateway.errors import FieldViolation, InvalidArgument
+from gateway.headers import FORBIDDEN_EXTRA, MAX_EXTRA_HEADER_CHARS
 
 MAX_ID_LENGTH = 256
 MAX_LIMIT = 100
@@ -23,6 +21,10 @@ MAX_FILE_IDS = 10
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
+#: Pass-through query parameters: how many, and how long a name and a value may be.
+MAX_EXTRA_QUERY_PARAMS = 16
+MAX_EXTRA_QUERY_NAME_CHARS = 64
+MAX_EXTRA_QUERY_VALUE_CHARS = 2048
 
 # Upstream ids are opaque but always made of these characters (thread_…, msg_…, file-…). An
 # allow-list keeps slashes, dots-only segments, control characters, '%', '?', '#', whitespace and
@@ -92,38 +94,52 @@ def check_options(
     modelled_query: Iterable[str] = (),
     modelled_body: Iterable[str] | None = None,
 ) -> None:
-    """Per-call options; ``modelled_body`` None means the operation sends no body."""
+    """Per-call options; ``modelled_body`` None means the operation sends no body.
+
+    ``extra_body`` is refused whatever it holds, naming the field: a field the request models
+    belongs in that field, and the upstream refuses fields it does not know (so forwarding one
+    would only cost an upstream round trip to learn the same). The REST face refuses unknown
+    body fields with the same words (``gateway.rest.requests``)."""
     if not options.ByteSize():
         return  # the usual case: no options at all (an empty message encodes to 0 bytes)
-    allowed = {h.lower() for h in allowed_headers} - FORBIDDEN_EXTRA_HEADERS
-    for name in options.extra_headers:
+    allowed = {h.lower() for h in allowed_headers} - FORBIDDEN_EXTRA
+    for name, value in options.extra_headers.items():
         field = f"options.extra_headers[{name[:64]!r}]"
         if not _HEADER_NAME.fullmatch(name):
             v.add(field, "is not a valid header name")
         elif name.lower() not in allowed:
             v.add(field, "is not a header the gateway lets consumers set")
-        elif any(c in options.extra_headers[name] for c in "\r\n\0"):
-            v.add(field, "must not contain control characters")
-    for name in options.extra_query:
+        else:
+            check_header_value(v, field, value)
+    if len(options.extra_query) > MAX_EXTRA_QUERY_PARAMS:
+        v.add("options.extra_query", f"may have at most {MAX_EXTRA_QUERY_PARAMS} parameters")
+    for name, value in options.extra_query.items():
+        field = f"options.extra_query[{name[:64]!r}]"
         if name in modelled_query:
-            v.add(f"options.extra_query[{name[:64]!r}]", "duplicates a request field; set that")
+            v.add(field, "duplicates a request field; set that")
         elif not name:
             v.add("options.extra_query", "keys must not be empty")
+        elif len(name) > MAX_EXTRA_QUERY_NAME_CHARS:
+            v.add(field, f"names must be at most {MAX_EXTRA_QUERY_NAME_CHARS} characters")
+        elif len(value) > MAX_EXTRA_QUERY_VALUE_CHARS:
+            v.add(field, f"values must be at most {MAX_EXTRA_QUERY_VALUE_CHARS} characters")
     if options.HasField("extra_body"):
         if modelled_body is None:
             v.add("options.extra_body", "this operation sends no request body")
-        else:
-            for name in options.extra_body.fields:
-                if name in modelled_body:
-                    v.add(f"options.extra_body[{name[:64]!r}]",
-                          "duplicates a request field; set that")
+        for name in options.extra_body.fields:
+            shown = f"options.extra_body[{name[:64]!r}]"
+            if modelled_body is not None and name in modelled_body:
+                v.add(shown, "duplicates a request field; set that")
+            elif modelled_body is not None:
+                v.add(shown, "is not a parameter of this operation (unknown parameter)")
 
 
-def extra_body(options: pb.RequestOptions) -> dict[str, object]:
-    """The extra body fields as JSON values."""
-    if not options.HasField("extra_body"):
-        return {}
-    return json_format.MessageToDict(options.extra_body)
+def check_header_value(v: Violations, field: str, value: str) -> None:
+    """A header value the upstream request can carry: visible ASCII and spaces, bounded."""
+    if len(value) > MAX_EXTRA_HEADER_CHARS:
+        v.add(field, f"must be at most {MAX_EXTRA_HEADER_CHARS} characters")
+    elif not (value.isascii() and value.isprintable()):
+        v.add(field, "must be printable ASCII (no control characters)")
 
 
 def check_create(req: pb.CreateMessageRequest, allowed_headers: Iterable[str]) -> None:

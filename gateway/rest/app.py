@@ -1,29 +1,28 @@
-"""The REST face: the upstream's own paths under ``/v1``, served by Starlette.
+"""The REST face: the upstream's own paths under ``/v1``, served by Starlette, over the pipeline.
 
-Each route is one line onto ``MessageOperations``, exactly like the gRPC servicer: the request
-becomes the contract's protobuf message (``gateway.rest.requests``), the operation validates it
-and calls the upstream, and the result goes back as the upstream's JSON (``gateway.upstream.wire``).
-Errors are rendered in one place (``gateway.rest.errors``); the call record, log line and metrics
-in another (``gateway.rest.calls``). ``ROUTES`` mirrors the proto's ``google.api.http``
-annotations, which a test checks.
+Per request, in: the route's RPC name, the request headers (the same ``(name, value)`` pairs the
+gRPC face hands over as metadata), the client address and the path's ids; the pipeline then
+authenticates, applies every policy and runs the route's operation, which checks ``OpenAI-Beta``,
+translates the request into the contract's protobuf message (``gateway.rest.requests``) and
+calls ``MessageOperations``. Out: the result as the upstream's JSON (``gateway.upstream.wire``),
+or the pipeline's ``GatewayError`` in the upstream's error envelope (``gateway.rest.errors``).
+``ROUTES`` mirrors the proto's ``google.api.http`` annotations, which a test checks.
 
-Every call, in order: open the call record → ``OpenAI-Beta`` check → authentication hook →
-request translation → operation → JSON. The streaming routes (``…/messages:stream``,
-``…/files:stream``) answer newline-delimited JSON, one object per line, from the same
-``stream_messages``/``stream_message_files`` the gRPC streams use. An error before the first
-line is an ordinary error response with its status; after it the status (200) is already sent,
-so the stream ends with one last line ``{"error": {...}, "resume_after": "<last id sent>"}``.
-A client that disconnects cancels the stream and the upstream page being fetched.
+The streaming routes (``…/messages:stream``, ``…/files:stream``) answer newline-delimited JSON,
+one object per line, from the same ``stream_messages``/``stream_message_files`` the gRPC streams
+use. An error before the first line is an ordinary error response with its status; after it the
+status (200) is already sent, so the stream ends with one last line ``{"error": {...},
+"resume_after": "<last id sent>"}`` (``resume_before`` for a walk started with ``before``). A
+client that disconnects cancels the stream and the upstream page being fetched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,23 +30,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.call import Call, bind_call, unbind_call
+from gateway.context import CallContext
 from gateway.errors import GatewayError
+from gateway.headers import GATEWAY_REQUEST_ID
 from gateway.operations.messages import MessageOperations
+from gateway.pipeline import Pipeline
 from gateway.rest import requests as parse
-from gateway.rest.calls import Authenticator, log_call, open_call, response_headers, set_timeout
-from gateway.rest.errors import (
-    error_envelope,
-    error_headers,
-    error_line,
-    http_exception_envelope,
-    to_error,
-)
+from gateway.rest.errors import error_envelope, error_headers, error_line, http_exception_envelope
 from gateway.upstream import wire
 
 __all__ = ["ROUTES", "RestApi", "create_app"]
-
-log = structlog.get_logger("gateway.rest")
 
 NDJSON = "application/x-ndjson"
 
@@ -64,224 +56,194 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 
 Render = Callable[[Any], dict[str, Any]]
+#: Request → the contract's request message (reading the body when the route has one).
+Translate = Callable[[Request], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Stream:
-    """A started stream: its first page (None when the list is empty) and the rest."""
+def response_headers(ctx: CallContext) -> dict[str, str]:
+    """The upstream's useful headers, the cache's, and the gateway's request id."""
+    return {**ctx.response_headers, GATEWAY_REQUEST_ID: ctx.request_id}
 
-    first: Any
-    pages: AsyncIterator[Any]
-    render: Render
+
+def _error_response(exc: GatewayError, ctx: CallContext) -> Response:
+    return JSONResponse(error_envelope(exc), status_code=int(exc.http_status),
+                        headers=error_headers(exc, response_headers(ctx)))
+
+
+def _header_pairs(request: Request) -> list[tuple[str, str]]:
+    # ASGI gives lower-case names and raw bytes; latin-1 is HTTP's own decoding of them.
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
 
 
 class RestApi:
-    """The route handlers, bound to the shared operations."""
+    """The route handlers, bound to the shared pipeline and operations."""
 
-    def __init__(
-        self,
-        operations: MessageOperations,
-        *,
-        default_timeout: float,
-        allowed_extra_headers: Collection[str] = (),
-        authenticate: Authenticator | None = None,
-    ) -> None:
+    def __init__(self, operations: MessageOperations, pipeline: Pipeline) -> None:
         self._ops = operations
-        self._default_timeout = default_timeout
-        self._allowed = parse.allowed_header_names(allowed_extra_headers)
-        self._authenticate = authenticate
+        self._pipeline = pipeline
 
     def routes(self) -> list[Route]:
-        handlers: dict[str, Callable[[Request, Call], Awaitable[Any]]] = {
-            "CreateMessage": self._create_message,
-            "GetMessage": self._get_message,
-            "UpdateMessage": self._update_message,
-            "ListMessages": self._list_messages,
-            "StreamMessages": self._stream_messages,
-            "GetMessageFile": self._get_message_file,
-            "ListMessageFiles": self._list_message_files,
-            "StreamMessageFiles": self._stream_message_files,
+        ops = self._ops
+        table: dict[str, tuple[Translate, Callable[..., Any], Render]] = {
+            "CreateMessage": (_create_message, ops.create_message, wire.message_to_json),
+            "GetMessage": (_get_message, ops.get_message, wire.message_to_json),
+            "UpdateMessage": (_update_message, ops.update_message, wire.message_to_json),
+            "ListMessages": (_list_messages(stream=False), ops.list_messages,
+                             wire.message_list_to_json),
+            "StreamMessages": (_list_messages(stream=True), ops.stream_messages,
+                               wire.message_to_json),
+            "GetMessageFile": (_get_message_file, ops.get_message_file,
+                               wire.message_file_to_json),
+            "ListMessageFiles": (_list_message_files(stream=False), ops.list_message_files,
+                                 wire.message_file_list_to_json),
+            "StreamMessageFiles": (_list_message_files(stream=True), ops.stream_message_files,
+                                   wire.message_file_to_json),
         }
-        return [
-            Route(path, self._endpoint(name, handlers[name]), methods=[method], name=name)
-            for name, method, path in ROUTES
-        ]
+        routes = []
+        for name, method, path in ROUTES:
+            translate, operation, render = table[name]
+            endpoint = (self._stream_endpoint if name.startswith("Stream")
+                        else self._unary_endpoint)(name, translate, operation, render)
+            routes.append(Route(path, endpoint, methods=[method], name=name))
+        return routes
 
-    # -- one call ---------------------------------------------------------------------------------
+    def _open(self, name: str, request: Request) -> CallContext:
+        params = request.path_params
+        return self._pipeline.open(
+            name, "rest", _header_pairs(request),
+            peer=request.client.host if request.client else "",
+            thread_id=params.get("thread_id", ""), message_id=params.get("message_id", ""))
 
-    def _endpoint(
-        self, method: str, handler: Callable[[Request, Call], Awaitable[Any]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _unary_endpoint(self, name: str, translate: Translate, operation: Callable[..., Any],
+                        render: Render) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request, ctx: CallContext) -> Any:
+            parse.check_beta(request.headers)
+            return await operation(await translate(request), ctx)
+
         async def endpoint(request: Request) -> Response:
-            call = open_call(method, request.headers, self._default_timeout)
-            call.peer = request.client.host if request.client else ""
-            token = bind_call(call)
-            streaming = False
-            code, status = "OK", 200
+            ctx = self._open(name, request)
             try:
-                set_timeout(call, parse.timeout_seconds(request.headers))
-                parse.check_beta(request.headers)
-                if self._authenticate is not None:
-                    await self._authenticate(request.headers, call)
-                result = await handler(request, call)
-                if isinstance(result, _Stream):
-                    streaming = True
-                    return _NdjsonResponse(call, result, self._error)
-                return JSONResponse(result, headers=response_headers(call))
-            except Exception as exc:
-                error = self._error(exc)
-                code, status = error.grpc_code.name, int(error.http_status)
-                return JSONResponse(error_envelope(error), status_code=status,
-                                    headers=error_headers(error, response_headers(call)))
-            except BaseException:
-                code, status = "CANCELLED", 499
-                raise
-            finally:
-                if not streaming:  # a stream logs when it ends
-                    log_call(call, code, status)
-                unbind_call(token)
+                result = await self._pipeline.unary(ctx, run, request)
+            except GatewayError as exc:
+                return _error_response(exc, ctx)
+            return JSONResponse(render(result), headers=response_headers(ctx))
 
         return endpoint
 
-    @staticmethod
-    def _error(exc: Exception) -> GatewayError:
-        if not isinstance(exc, GatewayError):
-            log.exception("http_unexpected_error")
-        return to_error(exc)
+    def _stream_endpoint(self, name: str, translate: Translate, operation: Callable[..., Any],
+                         render: Render) -> Callable[[Request], Awaitable[Response]]:
+        async def walk(request: Request, ctx: CallContext) -> AsyncIterator[Any]:
+            parse.check_beta(request.headers)
+            req = await translate(request)
+            async with contextlib.aclosing(operation(req, ctx)) as pages:
+                async for page in pages:
+                    yield page
 
-    @staticmethod
-    async def _start(pages: AsyncIterator[Any], render: Render) -> _Stream:
-        """Validation and the first upstream page happen before the 200 goes out."""
-        try:
-            first = await anext(pages, None)
-        except BaseException:
-            await pages.aclose()  # type: ignore[attr-defined]
-            raise
-        return _Stream(first, pages, render)
+        async def endpoint(request: Request) -> Response:
+            ctx = self._open(name, request)
+            pages = self._pipeline.stream(ctx, walk, request)
+            # Validation and the first upstream page happen before the 200 goes out.
+            try:
+                first = await anext(pages, None)
+            except GatewayError as exc:
+                await pages.aclose()  # type: ignore[attr-defined]
+                return _error_response(exc, ctx)
+            except BaseException:
+                await pages.aclose()  # type: ignore[attr-defined]
+                raise
+            return _NdjsonResponse(ctx, first, pages, render)
 
-    # -- routes -----------------------------------------------------------------------------------
-
-    async def _create_message(self, request: Request, call: Call) -> dict[str, Any]:
-        body = await parse.read_json_object(request)
-        req = parse.create_message_request(_path(request, "thread_id"), body, request.headers,
-                                           self._allowed)
-        return wire.message_to_json(await self._ops.create_message(req))
-
-    async def _get_message(self, request: Request, call: Call) -> dict[str, Any]:
-        req = parse.get_message_request(
-            _path(request, "thread_id"), _path(request, "message_id"),
-            request.query_params.multi_items(), request.headers, self._allowed)
-        return wire.message_to_json(await self._ops.get_message(req))
-
-    async def _update_message(self, request: Request, call: Call) -> dict[str, Any]:
-        body = await parse.read_json_object(request)
-        req = parse.update_message_request(
-            _path(request, "thread_id"), _path(request, "message_id"), body, request.headers,
-            self._allowed)
-        return wire.message_to_json(await self._ops.update_message(req))
-
-    async def _list_messages(self, request: Request, call: Call) -> dict[str, Any]:
-        req = parse.list_messages_request(
-            _path(request, "thread_id"), request.query_params,
-            request.query_params.multi_items(), request.headers, self._allowed, stream=False)
-        return wire.message_list_to_json(await self._ops.list_messages(req))  # type: ignore[arg-type]
-
-    async def _stream_messages(self, request: Request, call: Call) -> _Stream:
-        req = parse.list_messages_request(
-            _path(request, "thread_id"), request.query_params,
-            request.query_params.multi_items(), request.headers, self._allowed, stream=True)
-        pages = self._ops.stream_messages(req)  # type: ignore[arg-type]
-        return await self._start(pages, wire.message_to_json)
-
-    async def _get_message_file(self, request: Request, call: Call) -> dict[str, Any]:
-        req = parse.get_message_file_request(
-            _path(request, "thread_id"), _path(request, "message_id"), _path(request, "file_id"),
-            request.query_params.multi_items(), request.headers, self._allowed)
-        return wire.message_file_to_json(await self._ops.get_message_file(req))
-
-    async def _list_message_files(self, request: Request, call: Call) -> dict[str, Any]:
-        req = parse.list_message_files_request(
-            _path(request, "thread_id"), _path(request, "message_id"), request.query_params,
-            request.query_params.multi_items(), request.headers, self._allowed, stream=False)
-        return wire.message_file_list_to_json(
-            await self._ops.list_message_files(req))  # type: ignore[arg-type]
-
-    async def _stream_message_files(self, request: Request, call: Call) -> _Stream:
-        req = parse.list_message_files_request(
-            _path(request, "thread_id"), _path(request, "message_id"), request.query_params,
-            request.query_params.multi_items(), request.headers, self._allowed, stream=True)
-        pages = self._ops.stream_message_files(req)  # type: ignore[arg-type]
-        return await self._start(pages, wire.message_file_to_json)
+        return endpoint
 
 
-class _NdjsonResponse(StreamingResponse):
-    """NDJSON lines from a started stream, with the call bound while they are sent.
-
-    Starlette cancels the sending task when the client disconnects; if that lands while the line
-    generator waits at a ``yield``, nothing else would close it, and the page walker's prefetch
-    would outlive the request. ``__call__`` closes both at once, and logs the call's one line.
-    """
-
-    media_type = NDJSON
-
-    def __init__(
-        self, call: Call, stream: _Stream, to_error: Callable[[Exception], GatewayError]
-    ) -> None:
-        self._call = call
-        self._stream = stream
-        self._to_error = to_error
-        self.code = "OK"
-        self.items = 0
-        super().__init__(self._lines(), headers=response_headers(call))
-
-    async def _lines(self) -> AsyncIterator[bytes]:
-        stream, last = self._stream, ""
-        try:
-            page = stream.first
-            while page is not None:
-                yield b"".join(_line(stream.render(item)) for item in page.data)
-                self.items += len(page.data)
-                last = page.resume_after
-                page = await anext(stream.pages, None)
-        except Exception as exc:
-            error = self._to_error(exc)
-            self.code = error.grpc_code.name
-            yield error_line(error, last)
-        except BaseException:
-            self.code = "CANCELLED"  # the client went away, or the server is stopping
-            raise
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = bind_call(self._call)
-        try:
-            await super().__call__(scope, receive, send)
-        except BaseException:
-            if self.code == "OK":
-                self.code = "CANCELLED"
-            raise
-        finally:
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
-            await self._stream.pages.aclose()  # type: ignore[attr-defined]
-            log_call(self._call, self.code, 200, items=self.items)
-            unbind_call(token)
-
-
-def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+# -- request translation, route by route ----------------------------------------------------------
 
 
 def _path(request: Request, name: str) -> str:
     return str(request.path_params[name])
 
 
-def create_app(
-    operations: MessageOperations,
-    *,
-    default_timeout: float,
-    allowed_extra_headers: Collection[str] = (),
-    authenticate: Authenticator | None = None,
-) -> Starlette:
+async def _create_message(request: Request) -> Any:
+    body = await parse.read_json_object(request)
+    return parse.create_message_request(_path(request, "thread_id"), body,
+                                        request.query_params.multi_items())
+
+
+async def _get_message(request: Request) -> Any:
+    return parse.get_message_request(_path(request, "thread_id"), _path(request, "message_id"),
+                                     request.query_params.multi_items())
+
+
+async def _update_message(request: Request) -> Any:
+    body = await parse.read_json_object(request)
+    return parse.update_message_request(_path(request, "thread_id"),
+                                        _path(request, "message_id"), body,
+                                        request.query_params.multi_items())
+
+
+def _list_messages(*, stream: bool) -> Translate:
+    async def translate(request: Request) -> Any:
+        return parse.list_messages_request(_path(request, "thread_id"), request.query_params,
+                                           request.query_params.multi_items(), stream=stream)
+
+    return translate
+
+
+async def _get_message_file(request: Request) -> Any:
+    return parse.get_message_file_request(
+        _path(request, "thread_id"), _path(request, "message_id"), _path(request, "file_id"),
+        request.query_params.multi_items())
+
+
+def _list_message_files(*, stream: bool) -> Translate:
+    async def translate(request: Request) -> Any:
+        return parse.list_message_files_request(
+            _path(request, "thread_id"), _path(request, "message_id"), request.query_params,
+            request.query_params.multi_items(), stream=stream)
+
+    return translate
+
+
+class _NdjsonResponse(StreamingResponse):
+    """NDJSON lines from a started pipeline stream.
+
+    Starlette cancels the sending task when the client disconnects; if that lands while the line
+    generator waits at a ``yield``, nothing else would close it, and the page walker's prefetch
+    would outlive the request. ``__call__`` closes both at once (the pipeline then records the
+    call: OK, its error, or CANCELLED).
+    """
+
+    media_type = NDJSON
+
+    def __init__(self, ctx: CallContext, first: Any, pages: AsyncIterator[Any],
+                 render: Render) -> None:
+        self._first = first
+        self._pages = pages
+        self._render = render
+        super().__init__(self._lines(), headers=response_headers(ctx))
+
+    async def _lines(self) -> AsyncIterator[bytes]:
+        render, page = self._render, self._first
+        try:
+            while page is not None:
+                yield b"".join(_line(render(item)) for item in page.data)
+                page = await anext(self._pages, None)
+        except GatewayError as exc:
+            yield error_line(exc)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            await self._pages.aclose()  # type: ignore[attr-defined]
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def create_app(operations: MessageOperations, pipeline: Pipeline) -> Starlette:
     """The Starlette application of the REST face."""
-    api = RestApi(operations, default_timeout=default_timeout,
-                  allowed_extra_headers=allowed_extra_headers, authenticate=authenticate)
+    api = RestApi(operations, pipeline)
     return Starlette(routes=api.routes(), exception_handlers={HTTPException: http_exception_envelope})

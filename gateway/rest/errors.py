@@ -11,7 +11,7 @@ upstream (400 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429 R
   ``unknown_parameter``, ``invalid_beta``, ...).
 * ``Internal`` never carries upstream details: a rejected upstream key is not the consumer's
   business, and its message might quote part of the key.
-* Anything that is not a GatewayError becomes a generic 500; the traceback goes to the log only.
+* Anything that is not a GatewayError was made a generic 500 by the pipeline already.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import GatewayError, Internal
+from gateway.headers import RETRY_AFTER_MS
 
 #: ``type`` values the upstream uses for server-side failures (the SDK only reads the status).
 _SERVER_ERROR_TYPE = "server_error"
@@ -60,26 +61,18 @@ def error_headers(error: GatewayError, forwarded: Mapping[str, str]) -> dict[str
     """Response headers of an error: the upstream's (retry hints included), plus our own
     ``retry-after-ms`` when the gateway itself knows how long to wait."""
     headers = dict(forwarded)
-    if error.details.retry_after is not None and "retry-after-ms" not in headers:
-        headers["retry-after-ms"] = str(int(max(error.details.retry_after, 0.0) * 1000))
+    if error.details.retry_after is not None and RETRY_AFTER_MS not in headers:
+        headers[RETRY_AFTER_MS] = str(int(max(error.details.retry_after, 0.0) * 1000))
     return headers
 
 
-def internal_error() -> GatewayError:
-    """What an unexpected exception becomes: nothing from the exception itself."""
-    return Internal("internal error", reason="INTERNAL")
-
-
-def to_error(exc: BaseException) -> GatewayError:
-    """Any exception as the GatewayError the consumer sees."""
-    return exc if isinstance(exc, GatewayError) else internal_error()
-
-
-def error_line(error: GatewayError, resume_after: str) -> bytes:
-    """The last line of an NDJSON stream that failed after sending something."""
-    body = error_envelope(error)
-    if resume_after:
-        body["resume_after"] = resume_after
+def error_line(error: GatewayError) -> bytes:
+    """The last line of an NDJSON stream that failed after sending something: the error, and
+    where to resume (``resume_after`` on forward walks, ``resume_before`` on backward ones)."""
+    body: dict[str, Any] = error_envelope(error)
+    resume = error.details.resume
+    if resume is not None:
+        body[f"resume_{resume.direction}"] = resume.cursor
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 

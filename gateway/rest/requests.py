@@ -6,9 +6,12 @@ which runs on the resulting message exactly as it does for gRPC. Every error her
 ``invalid_request_error`` whose ``param`` names the field, like the upstream's own.
 
 What the SDK's per-call options become:
-* ``extra_query`` – query parameters the route does not model pass through to the upstream;
-* ``extra_body`` – refused (400 ``unknown_parameter``), as the upstream refuses unknown fields;
-* ``extra_headers`` – headers named in ``upstream.allowed_extra_headers`` pass through.
+* ``extra_query`` – query parameters the route does not model pass through to the upstream, on
+  every route (GETs and POSTs alike);
+* ``extra_body`` – refused (400 ``unknown_parameter`` naming the field), as the upstream refuses
+  unknown fields; the gRPC face refuses ``options.extra_body`` the same way;
+* ``extra_headers`` – headers named in ``upstream.allowed_extra_headers`` pass through; that is
+  the call pipeline's header pass (``gateway.pipeline.opening``), the same for gRPC metadata.
 """
 
 from __future__ import annotations
@@ -21,18 +24,12 @@ from typing import Any
 from starlette.requests import Request
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from gateway.config import FORBIDDEN_EXTRA_HEADERS
 from gateway.errors import FieldViolation, InvalidArgument
+from gateway.headers import BETA_VALUE, OPENAI_BETA
 
 #: Largest request body read. A maximal create (256,000 characters, each escaped as ``\\uXXXX``,
 #: plus 10 file ids and 16 metadata pairs) stays below it.
 MAX_BODY_BYTES = 2 * 1024 * 1024
-#: The ``OpenAI-Beta`` value the v1 contract requires (the SDK always sends it).
-BETA = "assistants=v1"
-#: Header carrying the consumer's timeout in seconds (its deadline for the whole call).
-TIMEOUT_HEADER = "x-gateway-timeout"
-#: Header carrying an idempotency key for creates (the contract's ``request_id``).
-IDEMPOTENCY_HEADER = "idempotency-key"
 #: Largest value an int32 request field holds.
 _INT32_MAX = 2**31 - 1
 
@@ -69,49 +66,24 @@ def _type_error(param: str, expected: str, value: Any) -> InvalidArgument:
 
 def check_beta(headers: Mapping[str, str]) -> None:
     """400 ``invalid_beta`` unless ``OpenAI-Beta`` lists ``assistants=v1`` (as the upstream)."""
-    value = headers.get("openai-beta")
+    value = headers.get(OPENAI_BETA)
     if not value:
         raise _bad(None, "You must provide the 'OpenAI-Beta' header to access the Assistants "
-                         f"API. Please try again by setting the header 'OpenAI-Beta: {BETA}'.",
-                   "invalid_beta")
-    if BETA not in {token.strip() for token in value.split(",")}:
+                         f"API. Please try again by setting the header 'OpenAI-Beta: "
+                         f"{BETA_VALUE}'.", "invalid_beta")
+    if BETA_VALUE not in {token.strip() for token in value.split(",")}:
         raise _bad(None, f"Invalid 'OpenAI-Beta' header value. This gateway accepts "
-                         f"'OpenAI-Beta: {BETA}'.", "invalid_beta")
+                         f"'OpenAI-Beta: {BETA_VALUE}'.", "invalid_beta")
 
 
-def timeout_seconds(headers: Mapping[str, str]) -> float | None:
-    """The consumer's timeout header in seconds, None when absent."""
-    raw = headers.get(TIMEOUT_HEADER)
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 10**7:  # also false for NaN
-        raise _bad(TIMEOUT_HEADER, f"'{TIMEOUT_HEADER}' must be a number of seconds greater "
-                                   "than 0", "invalid_value")
-    return seconds
-
-
-def _options(
-    headers: Mapping[str, str], allowed_headers: Collection[str],
-    query: Iterable[tuple[str, str]] = (), modelled: Collection[str] = (),
-) -> pb.RequestOptions:
+def _options(query: Iterable[tuple[str, str]] = (),
+             modelled: Collection[str] = ()) -> pb.RequestOptions:
+    """Query parameters the route does not model, as ``options.extra_query``."""
     options = pb.RequestOptions()
     for name, value in query:
         if name not in modelled:
             options.extra_query[name] = value
-    for name in allowed_headers:
-        value = headers.get(name)
-        if value is not None:
-            options.extra_headers[name] = value
     return options
-
-
-def allowed_header_names(configured: Iterable[str]) -> frozenset[str]:
-    """Lower-case names of the headers consumers may pass through."""
-    return frozenset(h.lower() for h in configured) - FORBIDDEN_EXTRA_HEADERS
 
 
 # -- bodies --------------------------------------------------------------------------------------
@@ -190,12 +162,10 @@ def _metadata(value: Any, target: pb.Metadata) -> None:
 
 
 def create_message_request(
-    thread_id: str, body: Mapping[str, Any], headers: Mapping[str, str],
-    allowed_headers: Collection[str],
+    thread_id: str, body: Mapping[str, Any], query: Iterable[tuple[str, str]] = (),
 ) -> pb.CreateMessageRequest:
     _reject_unknown(body, _CREATE_FIELDS)
-    req = pb.CreateMessageRequest(thread_id=thread_id,
-                                  options=_options(headers, allowed_headers))
+    req = pb.CreateMessageRequest(thread_id=thread_id, options=_options(query))
     if "role" in body:
         role = body["role"]
         if not isinstance(role, str):
@@ -213,38 +183,33 @@ def create_message_request(
         req.file_ids.extend(_text(f"file_ids[{i}]", f) for i, f in enumerate(file_ids))
     if body.get("metadata") is not None:
         _metadata(body["metadata"], req.metadata)
-    key = headers.get(IDEMPOTENCY_HEADER)
-    if key is not None:
-        req.request_id = key
     return req
 
 
 def update_message_request(
-    thread_id: str, message_id: str, body: Mapping[str, Any], headers: Mapping[str, str],
-    allowed_headers: Collection[str],
+    thread_id: str, message_id: str, body: Mapping[str, Any],
+    query: Iterable[tuple[str, str]] = (),
 ) -> pb.UpdateMessageRequest:
     _reject_unknown(body, _UPDATE_FIELDS)
     req = pb.UpdateMessageRequest(thread_id=thread_id, message_id=message_id,
-                                  options=_options(headers, allowed_headers))
+                                  options=_options(query))
     if body.get("metadata") is not None:
         _metadata(body["metadata"], req.metadata)
     return req
 
 
 def get_message_request(
-    thread_id: str, message_id: str, query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str], allowed_headers: Collection[str],
+    thread_id: str, message_id: str, query: Iterable[tuple[str, str]] = (),
 ) -> pb.GetMessageRequest:
     return pb.GetMessageRequest(thread_id=thread_id, message_id=message_id,
-                                options=_options(headers, allowed_headers, query))
+                                options=_options(query))
 
 
 def get_message_file_request(
-    thread_id: str, message_id: str, file_id: str, query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str], allowed_headers: Collection[str],
+    thread_id: str, message_id: str, file_id: str, query: Iterable[tuple[str, str]] = (),
 ) -> pb.GetMessageFileRequest:
     return pb.GetMessageFileRequest(thread_id=thread_id, message_id=message_id, file_id=file_id,
-                                    options=_options(headers, allowed_headers, query))
+                                    options=_options(query))
 
 
 # -- list queries --------------------------------------------------------------------------------
@@ -279,8 +244,7 @@ def _page_fields(query: Mapping[str, str], fields: dict[str, Any]) -> None:
 
 
 def list_messages_request(
-    thread_id: str, query: Mapping[str, str], items: Iterable[tuple[str, str]],
-    headers: Mapping[str, str], allowed_headers: Collection[str], *, stream: bool,
+    thread_id: str, query: Mapping[str, str], items: Iterable[tuple[str, str]], *, stream: bool,
 ) -> pb.ListMessagesRequest | pb.StreamMessagesRequest:
     fields: dict[str, Any] = {"thread_id": thread_id}
     _page_fields(query, fields)
@@ -291,14 +255,14 @@ def list_messages_request(
         modelled = _LIST_FIELDS | _STREAM_FIELDS
         if "max_items" in query:
             fields["max_items"] = _positive_int(query, "max_items")
-    options = _options(headers, allowed_headers, items, modelled)
+    options = _options(items, modelled)
     cls = pb.StreamMessagesRequest if stream else pb.ListMessagesRequest
     return cls(options=options, **fields)
 
 
 def list_message_files_request(
     thread_id: str, message_id: str, query: Mapping[str, str], items: Iterable[tuple[str, str]],
-    headers: Mapping[str, str], allowed_headers: Collection[str], *, stream: bool,
+    *, stream: bool,
 ) -> pb.ListMessageFilesRequest | pb.StreamMessageFilesRequest:
     fields: dict[str, Any] = {"thread_id": thread_id, "message_id": message_id}
     _page_fields(query, fields)
@@ -308,6 +272,6 @@ def list_message_files_request(
         modelled = _LIST_FIELDS | _STREAM_FIELDS
         if "max_items" in query:
             fields["max_items"] = _positive_int(query, "max_items")
-    options = _options(headers, allowed_headers, items, modelled)
+    options = _options(items, modelled)
     cls = pb.StreamMessageFilesRequest if stream else pb.ListMessageFilesRequest
     return cls(options=options, **fields)

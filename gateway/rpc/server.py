@@ -1,8 +1,9 @@
 """Build, start and drain the grpc.aio server.
 
-Start-up: server → interceptors → servicer → health → reflection → bind → start. Shutdown: health
-turns NOT_SERVING (balancers stop sending), a short pause, then ``stop(grace)`` lets in-flight
-calls finish.
+Start-up: server → the face's method handlers → health → reflection → bind → start. Shutdown:
+health turns NOT_SERVING (balancers stop sending), a short pause, the pipeline starts draining
+(open streams end UNAVAILABLE with their resume point), then ``stop(grace)`` lets in-flight
+unary calls finish.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import ServerSettings
 from gateway.operations.messages import MessageOperations
-from gateway.rpc.interceptor import CallInterceptor
-from gateway.rpc.wrapping import WrappingInterceptor
-from gateway.rpc.servicer import MessagesServicer
+from gateway.pipeline import Pipeline
+from gateway.rpc.face import SERVICE, GrpcFace
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessagesService"].full_name
+SERVICE_NAME = SERVICE.full_name
 
 
 class GrpcServer:
@@ -31,19 +29,16 @@ class GrpcServer:
         self,
         settings: ServerSettings,
         operations: MessageOperations,
+        pipeline: Pipeline | None = None,
         *,
-        guards: list[WrappingInterceptor] | None = None,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._settings = settings
-        #: Set once shutdown begins; in-flight streams then end with UNAVAILABLE + resume-after.
-        self.draining = asyncio.Event()
+        #: Without one, a pipeline with auth off (tests and tools serving the operations alone).
+        self.pipeline = pipeline or Pipeline(None, default_timeout=settings.default_timeout_seconds)
         self.server = grpc.aio.server(
-            # One installed interceptor; guards (auth) run inside it, after the call record opens,
-            # so their errors are mapped in the one place too.
-            interceptors=[CallInterceptor(settings.default_timeout_seconds, self.draining,
-                                          guards or ()), *(interceptors or [])],
+            interceptors=interceptors or None,
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -51,7 +46,7 @@ class GrpcServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
             ],
         )
-        pb_grpc.add_MessagesServiceServicer_to_server(MessagesServicer(operations), self.server)
+        GrpcFace(self.pipeline, operations).register(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
@@ -72,15 +67,23 @@ class GrpcServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
-    async def drain(self, grace: float | None = None) -> None:
-        """NOT_SERVING first, then stop accepting and give in-flight calls ``grace`` seconds."""
+    async def not_serving(self) -> None:
+        """Health NOT_SERVING, then the drain delay (balancers notice and stop sending)."""
         await self.health.enter_graceful_shutdown()
         if self._settings.drain_delay_seconds:
             await asyncio.sleep(self._settings.drain_delay_seconds)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting and give in-flight calls ``grace`` seconds."""
+        await self.server.stop(self._settings.grace_seconds if grace is None else grace)
+
+    async def drain(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, then streams end resumable, then in-flight calls get ``grace``."""
+        await self.not_serving()
         # Streams can run for as long as pages keep coming: they end now, resumable; unary calls
         # get the grace period.
-        self.draining.set()
-        await self.server.stop(self._settings.grace_seconds if grace is None else grace)
+        self.pipeline.draining.set()
+        await self.stop(grace)
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

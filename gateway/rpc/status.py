@@ -9,10 +9,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway.errors import ERROR_DOMAIN, GatewayError, Internal
-
-#: Client-side retry pushback (gRFC A6) when the upstream asked us to wait.
-RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+from gateway.errors import ERROR_DOMAIN, GatewayError
+from gateway.headers import RESUME_AFTER, RESUME_BEFORE, RETRY_PUSHBACK
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -45,12 +43,15 @@ def to_grpc_status(error: GatewayError) -> grpc.Status:
             for v in details.field_violations
         ])))
     trailing = dict(details.trailing_metadata)
+    if details.resume is not None:
+        key = RESUME_BEFORE if details.resume.direction == "before" else RESUME_AFTER
+        trailing[key] = details.resume.cursor
     if details.retry_after is not None:
         seconds = max(details.retry_after, 0.0)
         whole = math.floor(seconds)
         packed.append(_pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
             seconds=whole, nanos=int((seconds - whole) * 1e9)))))
-        trailing[RETRY_PUSHBACK_KEY] = str(int(seconds * 1000))
+        trailing[RETRY_PUSHBACK] = str(int(seconds * 1000))
     status = rpc_status.to_status(
         status_pb2.Status(code=error.grpc_code.value[0], message=error.message, details=packed)
     )
@@ -66,8 +67,3 @@ class _WithTrailers(grpc.Status):
         self.code = base.code
         self.details = base.details
         self.trailing_metadata = tuple(base.trailing_metadata) + extra
-
-
-def internal_status() -> grpc.Status:
-    """The status for an unexpected exception: generic, nothing from the exception itself."""
-    return to_grpc_status(Internal("internal error", reason="INTERNAL"))

@@ -25,7 +25,7 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from gateway import metrics
-from gateway.call import current_call
+from gateway.context import CallContext
 from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import (
     DeadlineExceeded,
@@ -69,6 +69,7 @@ class Upstream(Protocol):
 
     async def request(
         self,
+        ctx: CallContext,
         method: str,
         segments: Sequence[str],
         *,
@@ -173,6 +174,7 @@ class UpstreamClient:
 
     async def request(
         self,
+        ctx: CallContext,
         method: str,
         segments: Sequence[str],
         *,
@@ -188,17 +190,16 @@ class UpstreamClient:
         ``recover`` (idempotent creates) is asked before such a re-send whether the first one
         took effect after all, and its non-None body is the answer.
         """
-        call = current_call()
         url = self.url_for(segments)
         content = None
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
         params = dict(query) if query else None
-        breaker = self.circuits.get(call.tenant)
+        breaker = self.circuits.get(ctx.tenant)
         operation = route_label(method, segments)
 
         async def attempt() -> UpstreamResponse:
-            return await self._attempt(method, url, params, content, extra_headers, breaker,
+            return await self._attempt(ctx, method, url, params, content, extra_headers, breaker,
                                        operation=operation)
 
         async def recovered() -> UpstreamResponse | None:
@@ -211,12 +212,13 @@ class UpstreamClient:
             policy=self.policy,
             budget=self.budget,
             idempotent=method == "GET" if idempotent is None else idempotent,
-            remaining=call.remaining,
+            remaining=ctx.remaining,
             recover=recovered if recover is not None else None,
         )
 
     async def _attempt(
         self,
+        ctx: CallContext,
         method: str,
         url: str,
         params: dict[str, str] | None,
@@ -228,8 +230,7 @@ class UpstreamClient:
         key_retried: bool = False,
     ) -> UpstreamResponse:
         """One exchange; a failure worth retrying is raised as AttemptFailed."""
-        call = current_call()
-        left = call.require_time()
+        left = ctx.require_time()
         budget = self._default_timeout if left is None else left
         per_try = self.policy.per_try_timeout
         limit = min(budget, per_try) if per_try else budget
@@ -264,7 +265,7 @@ class UpstreamClient:
                 finally:
                     metrics.UPSTREAM_REQUESTS.labels(operation, outcome).inc()
                     metrics.UPSTREAM_LATENCY.labels(operation).observe(time.monotonic() - started)
-            call.record_upstream(status, resp_headers)
+            ctx.record_upstream(status, resp_headers)
             if status >= 500 or status == 408:
                 verdict.failure()
             else:
@@ -274,8 +275,8 @@ class UpstreamClient:
             old = headers.get("authorization")
             self.keys.refresh()
             if self._headers(None).get("authorization") != old:
-                return await self._attempt(method, url, params, content, extra_headers, breaker,
-                                           operation=operation, key_retried=True)
+                return await self._attempt(ctx, method, url, params, content, extra_headers,
+                                           breaker, operation=operation, key_retried=True)
         if 200 <= status < 300:
             try:
                 return UpstreamResponse(status, self._parse(status, raw, resp_headers),

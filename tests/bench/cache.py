@@ -2,8 +2,9 @@
 
 The floor is a minimal grpc.aio server answering GetMessage with the same message from memory:
 no interceptor, no validation, no cache. Each server runs in a subprocess of its own (so it has
-the same CPU the gateway has). A second floor runs the gateway's CallInterceptor (per-call record,
-log line, metrics) around the same in-memory answer, to show which part of the gap is the cache's.
+the same CPU the gateway has). A second floor runs the gateway's gRPC face and call pipeline
+(call context, log and audit lines, metrics) around the same in-memory answer, to show which part
+of the gap is the cache's.
 The load generator runs here with grpc.aio, ``CONCURRENCY``
 calls in flight for ``DURATION`` seconds after a warm-up. All on 127.0.0.1.
 
@@ -54,6 +55,19 @@ class _Floor(pb_grpc.MessagesServiceServicer):
         return self._message
 
 
+class _MemoryOperations:
+    """Every operation answers the same message from memory (only GetMessage is called)."""
+
+    def __init__(self, message: pb.Message) -> None:
+        self._message = message
+
+    def __getattr__(self, name: str) -> Any:
+        async def answer(request: Any, ctx: Any) -> pb.Message:
+            return self._message
+
+        return answer
+
+
 async def _serve(kind: str) -> None:
     from gateway.app import start_gateway
     from gateway.config import CacheSettings, LoggingSettings, ServerSettings, Settings, UpstreamSettings
@@ -78,11 +92,15 @@ async def _serve(kind: str) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             message = await pb_grpc.MessagesServiceStub(ch).GetMessage(
                 pb.GetMessageRequest(thread_id=thread["id"], message_id=created["id"]))
-        from gateway.rpc.interceptor import CallInterceptor
+        from gateway.pipeline import Pipeline
+        from gateway.rpc.face import GrpcFace
 
-        interceptors = [CallInterceptor(60.0)] if kind == "floor-interceptor" else []
-        floor = grpc.aio.server(interceptors=interceptors)
-        pb_grpc.add_MessagesServiceServicer_to_server(_Floor(message), floor)
+        floor = grpc.aio.server()
+        if kind == "floor-interceptor":
+            GrpcFace(Pipeline(None, default_timeout=60.0), _MemoryOperations(message)).register(
+                floor)
+        else:
+            pb_grpc.add_MessagesServiceServicer_to_server(_Floor(message), floor)
         port = floor.add_insecure_port("127.0.0.1:0")
         await floor.start()
     print(json.dumps({"port": port, "thread_id": thread["id"], "message_id": created["id"]}),
@@ -169,7 +187,7 @@ class _Server:
 
 
 FLOOR = "floor: bare grpc.aio answering from memory"
-FRAMED = "floor behind the gateway's CallInterceptor"
+FRAMED = "floor behind the gateway's gRPC face and call pipeline"
 HIT = "GetMessage cache hit (memory backend)"
 MISS = "GetMessage cache miss (no-cache: lookup+upstream+store)"
 

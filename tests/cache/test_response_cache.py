@@ -14,7 +14,6 @@ import redis
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
-from gateway.call import Call, bind_call, unbind_call
 from gateway.config import CacheSettings, Settings
 from gateway.emulator.server import EmulatorServer
 from tests.cache.proxy import TcpProxy

@@ -28,6 +28,10 @@ class Clock:
         return self.now
 
 
+def unbounded() -> None:  # no deadline
+    return None
+
+
 def req(content: str = "hi", key: str = "k") -> pb.CreateMessageRequest:
     return pb.CreateMessageRequest(thread_id="thread_1", role=pb.ROLE_USER, content=content,
                                    request_id=key)
@@ -42,12 +46,13 @@ async def test_store_same_key_returns_the_first_result_within_the_window() -> No
         made.append(recover)
         return pb.Message(id=f"msg_{len(made)}")
 
-    first = await store.run("c", "k", fingerprint(req()), create)
-    again = await store.run("c", "k", fingerprint(req()), create)
-    other_consumer = await store.run("c2", "k", fingerprint(req()), create)
+    first = await store.run("c", "k", fingerprint(req()), create, remaining=unbounded)
+    again = await store.run("c", "k", fingerprint(req()), create, remaining=unbounded)
+    other_consumer = await store.run("c2", "k", fingerprint(req()), create, remaining=unbounded)
     assert first.id == again.id == "msg_1" and other_consumer.id == "msg_2"
     clock.now = 11
-    assert (await store.run("c", "k", fingerprint(req()), create)).id == "msg_3"
+    third = await store.run("c", "k", fingerprint(req()), create, remaining=unbounded)
+    assert third.id == "msg_3"
 
 
 async def test_store_key_reused_with_another_request_invalid_argument() -> None:
@@ -56,9 +61,9 @@ async def test_store_key_reused_with_another_request_invalid_argument() -> None:
     async def create(recover: bool) -> pb.Message:
         return pb.Message(id="msg_1")
 
-    await store.run("c", "k", fingerprint(req("a")), create)
+    await store.run("c", "k", fingerprint(req("a")), create, remaining=unbounded)
     with pytest.raises(InvalidArgument) as info:
-        await store.run("c", "k", fingerprint(req("b")), create)
+        await store.run("c", "k", fingerprint(req("b")), create, remaining=unbounded)
     assert info.value.details.field_violations[0].field == "request_id"
 
 
@@ -72,7 +77,8 @@ async def test_store_concurrent_duplicates_wait_for_the_first() -> None:
         await asyncio.sleep(0.05)
         return pb.Message(id="msg_1")
 
-    results = await asyncio.gather(*(store.run("c", "k", "f", create) for _ in range(10)))
+    results = await asyncio.gather(
+        *(store.run("c", "k", "f", create, remaining=unbounded) for _ in range(10)))
     assert calls == 1 and {m.id for m in results} == {"msg_1"}
 
 
@@ -85,14 +91,14 @@ async def test_store_ambiguous_failure_next_call_recovers_first() -> None:
         raise Unavailable("lost")
 
     with pytest.raises(Unavailable) as info:
-        await store.run("c", "k", "f", failing)
+        await store.run("c", "k", "f", failing, remaining=unbounded)
     assert info.value.details.metadata["request_id"] == "k"
 
     async def create(recover: bool) -> pb.Message:
         seen.append(recover)
         return pb.Message(id="msg_1")
 
-    await store.run("c", "k", "f", create)
+    await store.run("c", "k", "f", create, remaining=unbounded)
     assert seen == [False, True]
 
 
@@ -103,7 +109,7 @@ async def test_store_definite_failure_forgets_the_key() -> None:
         raise NotFound("no thread", upstream=UpstreamErrorInfo(status=404))
 
     with pytest.raises(NotFound):
-        await store.run("c", "k", "f", failing)
+        await store.run("c", "k", "f", failing, remaining=unbounded)
     assert len(store) == 0
 
 
@@ -114,7 +120,7 @@ async def test_store_bounded_in_count() -> None:
         return pb.Message(id="m")
 
     for i in range(10):
-        await store.run("c", f"k{i}", "f", create)
+        await store.run("c", f"k{i}", "f", create, remaining=unbounded)
     assert len(store) <= 4
 
 

@@ -177,13 +177,13 @@ async def test_auth_audit_line_names_consumer_key_method_ids_outcome(
             pb.GetMessageRequest(thread_id=thread_id, message_id="msg_x"), metadata=()),
             grpc.StatusCode.UNAUTHENTICATED)
     audits = [e for e in logs if e["event"] == "audit"]
-    assert audits[0] | {"duration_ms": 0} == {
+    assert audits[0] | {"duration_ms": 0, "request_id": "r"} == {
         "event": "audit", "log_level": "info", "consumer": "writer", "key_id": key_id,
-        "profile": "default", "method": "CreateMessage", "thread_id": thread_id,
-        "message_id": created.id, "outcome": "OK", "duration_ms": 0}
+        "profile": "default", "method": "CreateMessage", "face": "grpc", "thread_id": thread_id,
+        "message_id": created.id, "outcome": "OK", "duration_ms": 0, "request_id": "r"}
     assert audits[1]["consumer"] is None and audits[1]["outcome"] == "UNAUTHENTICATED"
     assert audits[1]["message_id"] == "msg_x"
-    rpc_line = next(e for e in logs if e["event"] == "rpc")
+    rpc_line = next(e for e in logs if e["event"] == "call")
     assert rpc_line["consumer"] == "writer"
 
 

@@ -63,7 +63,7 @@ async def test_stream_opened_while_draining_ends_unavailable_without_an_upstream
         gateway, emulator) -> None:
     thread_id = emulator.store.create_thread()["id"]
     emulator.store.create_message(thread_id, role="user", content="x")
-    gateway.grpc.draining.set()  # what drain() does once its delay has passed
+    gateway.pipeline.draining.set()  # what drain() does once its delay has passed
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
         from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from gateway.call import Call, bind_call, unbind_call
 from gateway.config import UpstreamSettings
+from gateway.context import CallContext
 from gateway.errors import (
     DeadlineExceeded,
     Internal,
@@ -29,11 +29,8 @@ def client_for(handler, **settings) -> UpstreamClient:  # type: ignore[no-untype
 
 
 @pytest.fixture
-def call():  # type: ignore[no-untyped-def]
-    record = Call(method="Test", deadline=time.monotonic() + 5)
-    token = bind_call(record)
-    yield record
-    unbind_call(token)
+def call() -> CallContext:
+    return CallContext.internal("Test", timeout=5)
 
 
 async def test_path_ids_are_percent_encoded_and_never_change_the_host(call) -> None:
@@ -44,7 +41,7 @@ async def test_path_ids_are_percent_encoded_and_never_change_the_host(call) -> N
         return httpx.Response(200, json={})
 
     client = client_for(handler)
-    await client.request("GET", ["threads", "a/../b?x=1#f", "messages", "@evil.host"])
+    await client.request(call, "GET", ["threads", "a/../b?x=1#f", "messages", "@evil.host"])
     await client.aclose()
     url = seen[0].url
     assert url.host == "upstream.test"
@@ -62,7 +59,7 @@ async def test_every_request_carries_key_beta_and_configured_org(call) -> None:
                                                                 "set-cookie": "a=b"})
 
     client = client_for(handler, organization="org-1", project="proj-1")
-    response = await client.request("POST", ["threads", "t", "messages"],
+    response = await client.request(call, "POST", ["threads", "t", "messages"],
                                     query={"limit": "5"}, json_body={"role": "user"})
     await client.aclose()
     headers = seen[0].headers
@@ -81,7 +78,7 @@ async def test_body_over_the_cap_is_resource_exhausted(call) -> None:
     client = client_for(lambda r: httpx.Response(200, content=b"[" + b"1," * 600 + b"1]"),
                         max_body_bytes=1000)
     with pytest.raises(ResourceExhausted):
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
 
 
@@ -91,7 +88,7 @@ async def test_declared_length_over_the_cap_is_refused_before_reading(call) -> N
 
     client = client_for(handler, max_body_bytes=1000)
     with pytest.raises(ResourceExhausted):
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
 
 
@@ -104,7 +101,7 @@ async def test_status_maps_to_one_error_class(call, status: int, error: type) ->
                           "code": "c"}}
     client = client_for(lambda r: httpx.Response(status, json=envelope))
     with pytest.raises(error) as raised:
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
     if status in (401, 403):
         assert "quoted" not in raised.value.message  # the upstream may echo part of our key
@@ -115,7 +112,7 @@ async def test_status_maps_to_one_error_class(call, status: int, error: type) ->
 async def test_unparseable_success_body_is_internal(call) -> None:
     client = client_for(lambda r: httpx.Response(200, content=b"<html>oops</html>"))
     with pytest.raises(Internal) as raised:
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
     assert "html" not in raised.value.message
 
@@ -134,10 +131,10 @@ async def test_rejected_key_is_reread_once_from_its_file(call, tmp_path) -> None
     settings = UpstreamSettings(base_url="http://upstream.test/v1", api_key_file=str(key_file))
     client = UpstreamClient(settings, transport=httpx.MockTransport(handler))
     with pytest.raises(Internal):
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     assert keys_seen == ["Bearer sk-old"]  # unchanged file: no second attempt
     key_file.write_text("sk-new")
-    await client.request("GET", ["threads", "t"])
+    await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
     assert keys_seen[-2:] == ["Bearer sk-old", "Bearer sk-new"]
 
@@ -147,7 +144,7 @@ async def test_passed_deadline_fails_before_sending(call) -> None:
     client = client_for(lambda r: sent.append(r) or httpx.Response(200, json={}))
     call.deadline = time.monotonic() - 1
     with pytest.raises(DeadlineExceeded):
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
     assert sent == []
 
@@ -158,7 +155,7 @@ async def test_transport_error_is_unavailable_and_never_quotes_the_key(call) -> 
 
     client = client_for(handler)
     with pytest.raises(Unavailable) as raised:
-        await client.request("GET", ["threads", "t"])
+        await client.request(call, "GET", ["threads", "t"])
     await client.aclose()
     assert CANARY not in raised.value.message
 

@@ -30,7 +30,7 @@ async def test_call_logs_one_line_without_authorization_and_counts_metrics(
         missing = await http.get(f"/threads/{thread_id}/messages/msg_nope",
                                  headers={"authorization": f"Bearer {SECRET}"})
     assert ok.status_code == 200 and missing.status_code == 404
-    lines = [e for e in logs if e["event"] == "http"]
+    lines = [e for e in logs if e["event"] == "call"]
     assert [(e["method"], e["code"], e["http_status"]) for e in lines] == [
         ("CreateMessage", "OK", 200), ("GetMessage", "NOT_FOUND", 404)]
     assert lines[0]["upstream_calls"] == 1 and lines[0]["upstream_status"] == 200
@@ -48,7 +48,7 @@ async def test_stream_call_logs_items_once_when_it_ends(
     with structlog.testing.capture_logs() as logs:
         response = await http.get(f"/threads/{thread_id}/messages:stream", params={"limit": 10})
     assert len(response.text.splitlines()) == 25
-    lines = [e for e in logs if e["event"] == "http"]
+    lines = [e for e in logs if e["event"] == "call"]
     assert len(lines) == 1
     assert lines[0]["method"] == "StreamMessages" and lines[0]["items"] == 25
     assert lines[0]["upstream_calls"] == 3

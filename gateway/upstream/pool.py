@@ -3,7 +3,7 @@
 A profile is a base URL, a key (from an environment variable or a file re-read when it changes),
 an organization, a project and an ``OpenAI-Beta`` value. ``[upstream]`` is the profile "default";
 ``[profiles.NAME]`` tables add more. Every consumer in the credentials store is bound to one
-profile by name, and the authenticated call carries it as ``current_call().tenant``.
+profile by name, and the authenticated call's context carries it as ``ctx.tenant``.
 
 All profiles share one httpx client (one connection pool per process): the credentials go on each
 request, so one profile's key can never ride on another profile's request.
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from gateway.call import current_call
+from gateway.context import CallContext
 from gateway.config import ProfileSettings, Settings, UpstreamSettings
 from gateway.errors import Internal
 from gateway.upstream.admission import Admission
@@ -48,7 +48,7 @@ def all_profiles(settings: Settings) -> dict[str, UpstreamSettings]:
 
 
 class UpstreamPool:
-    """Profile name → UpstreamClient; ``request`` uses the profile of the current call.
+    """Profile name → UpstreamClient; ``request`` uses the profile of the call's context.
 
     It answers ``request`` and ``settings`` like a single ``UpstreamClient``, so the operations
     take either one.
@@ -83,6 +83,7 @@ class UpstreamPool:
 
     async def request(
         self,
+        ctx: CallContext,
         method: str,
         segments: Sequence[str],
         *,
@@ -92,8 +93,8 @@ class UpstreamPool:
         idempotent: bool | None = None,
         recover: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> UpstreamResponse:
-        return await self.client(current_call().tenant).request(
-            method, segments, query=query, json_body=json_body, extra_headers=extra_headers,
+        return await self.client(ctx.tenant).request(
+            ctx, method, segments, query=query, json_body=json_body, extra_headers=extra_headers,
             idempotent=idempotent, recover=recover,
         )
 

@@ -1,0 +1,98 @@
+"""The end of every call: one log line, one audit line, its metrics, for both faces alike.
+
+The ``call`` line (logger ``gateway.call``) is for operators: outcome, duration, upstream status
+and request id, cache outcome. The ``audit`` line (logger ``gateway.audit``) is for an audit sink:
+who (consumer, key id, profile), what (method, thread and message ids), outcome. Neither ever
+carries a key, a hash or a header value. Both name the face, and the HTTP status the outcome
+maps to, so a dashboard compares the faces on one series.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+import structlog
+
+from gateway import metrics
+from gateway.context import CallContext
+from gateway.log import enabled as log_enabled
+
+log = structlog.get_logger("gateway.call")
+audit = structlog.get_logger("gateway.audit")
+
+#: gRPC code name → HTTP status, for the outcomes that are not a GatewayError.
+_PLAIN_HTTP = {"OK": 200, "CANCELLED": 499}
+
+
+def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
+           items: int | None = None, pages: int | None = None) -> None:
+    """Count and log the call's outcome (``code``: a gRPC status code name)."""
+    duration = time.monotonic() - ctx.started
+    calls, latency = _series(ctx.face, ctx.method, code)
+    calls.inc()
+    latency.observe(duration)
+    if items is not None:
+        stream_items, stream_pages = _stream_series(ctx.method)
+        stream_items.inc(items)
+        stream_pages.inc(pages or 0)
+    if not log_enabled(logging.INFO):
+        return
+    duration_ms = round(duration * 1000, 2)
+    message_id = ctx.message_id or _response_id(response)
+    extra: dict[str, Any] = {} if items is None else {"items": items, "pages": pages}
+    log.info(
+        "call",
+        request_id=ctx.request_id,
+        method=ctx.method,
+        face=ctx.face,
+        code=code,
+        http_status=http_status,
+        duration_ms=duration_ms,
+        upstream_status=ctx.upstream_status,
+        upstream_request_id=ctx.upstream_request_id,
+        upstream_calls=ctx.upstream_calls,
+        cache=ctx.cache,
+        consumer=ctx.consumer,
+        key_id=ctx.key_id,
+        thread_id=ctx.thread_id or None,
+        message_id=message_id,
+        **extra,
+    )
+    audit.info(
+        "audit",
+        request_id=ctx.request_id,
+        method=ctx.method,
+        face=ctx.face,
+        consumer=ctx.consumer,
+        key_id=ctx.key_id,
+        profile=ctx.tenant if ctx.consumer else None,
+        thread_id=ctx.thread_id or None,
+        message_id=message_id,
+        outcome=code,
+        duration_ms=duration_ms,
+    )
+
+
+def plain_http_status(code: str) -> int:
+    return _PLAIN_HTTP.get(code, 500)
+
+
+def _response_id(response: Any) -> str | None:
+    value = getattr(response, "id", "")
+    return value if isinstance(value, str) and value else None
+
+
+@functools.cache
+def _series(face: str, method: str, code: str) -> tuple[Any, Any]:
+    """The metric children of one (face, method, code): ``labels()`` takes a lock on every call
+    otherwise. Bounded: faces and methods come from the code, codes from grpc."""
+    return (metrics.CALLS.labels(face, method, code),
+            metrics.CALL_LATENCY.labels(face, method))
+
+
+@functools.cache
+def _stream_series(method: str) -> tuple[Any, Any]:
+    return metrics.STREAM_ITEMS.labels(method), metrics.STREAM_PAGES.labels(method)
