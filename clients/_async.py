@@ -59,7 +59,7 @@ class AsyncMessagesGatewayClient:
                                                     options=self._config.options())
         self._stub = pb_grpc.MessagesServiceStub(self._channel)
         # Built once: given a tuple, grpc.aio builds a Metadata from it on every call (~3 % of
-        # a cached GetMessage's CPU, README, Benchmarks); it only reads the object it is given.
+        # a cached GetMessage's CPU, docs/benchmarks.md); it only reads the object it is given.
         self._metadata = grpc.aio.Metadata(*self._config.metadata())
         self.messages = AsyncMessages(self)
 

@@ -71,7 +71,7 @@ class UpstreamSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Extra request headers consumers may pass through (lower-case names).
     allowed_extra_headers: tuple[str, ...] = ()
-    #: "aiohttp" (measured fastest, see README) or "httpx" (httpcore's default transport).
+    #: "aiohttp" (measured fastest, see docs/benchmarks.md) or "httpx" (httpcore's default transport).
     transport: str = "aiohttp"
 
     def resolve_api_key(self) -> str:

@@ -4,7 +4,7 @@ Never cached: errors (nothing is stored unless the fetch returned), messages sti
 ``in_progress`` and list pages holding one (their content is about to change), responses larger
 than ``max_value_bytes``, and requests carrying ``extra_headers`` or ``extra_body`` (they may
 change the upstream's answer in ways the key cannot see). Streams are not cached at all: see the
-README section "Response cache".
+docs/caching.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Order, cheapest and safest first:
    message for all, so a caller learns nothing about which keys exist). A key that passed is
    remembered under its (public) key id until the store changes, and later calls compare the
    presented value with the remembered one, again with ``hmac.compare_digest``: SHA-256 through
-   OpenSSL was most of authentication's cost on a cached call (README, Benchmarks). The
+   OpenSSL was most of authentication's cost on a cached call (docs/benchmarks.md). The
    remembered value lives in this process's memory only, as every request's header does; the
    store on disk keeps hashes only, and a reload forgets every remembered value;
 4. the consumer must hold ``scope`` → PermissionDenied;

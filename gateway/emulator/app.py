@@ -373,7 +373,8 @@ class Emulator:
         """
         started = time.perf_counter()
         request_id = ids.request_id()
-        entry = self.log.start(request_id, operation, request.method, request.path, dict(request.query))
+        entry = self.log.start(request_id, operation, request.method, request.path,
+                               dict(request.query), _logged_headers(request))
         decision: FaultDecision = self.faults.decide(operation)
         entry.fault = decision.kind
         kind, params = decision.kind, decision.params
@@ -602,6 +603,15 @@ class Emulator:
             web.delete("/_emulator/faults", self._admin_clear_faults),
             web.put("/_emulator/latency", self._admin_set_latency),
         ]
+
+
+#: Request headers the request log never keeps: the caller's credentials.
+_UNLOGGED_HEADERS = frozenset({"authorization", "cookie"})
+
+
+def _logged_headers(request: web.Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()
+            if k.lower() not in _UNLOGGED_HEADERS}
 
 
 def create_app(emulator: Emulator) -> web.Application:

@@ -30,6 +30,8 @@ class LogEntry:
     method: str
     path: str
     query: dict[str, str]
+    #: The request's headers (lower-case names), less the credentials (authorization, cookie).
+    headers: dict[str, str] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     status: int | None = None
     disconnected: bool = False
@@ -54,9 +56,10 @@ class RequestLog:
     # -- recording (used by the app) --------------------------------------------------------
 
     def start(
-        self, request_id: str, operation: str | None, method: str, path: str, query: dict[str, str]
+        self, request_id: str, operation: str | None, method: str, path: str,
+        query: dict[str, str], headers: dict[str, str] | None = None,
     ) -> LogEntry:
-        entry = LogEntry(request_id, operation, method, path, query)
+        entry = LogEntry(request_id, operation, method, path, query, dict(headers or {}))
         with self._lock:
             self._entries.append(entry)
             self._counts[operation] += 1

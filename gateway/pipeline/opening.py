@@ -32,8 +32,9 @@ def open_call(
     thread_id: str = "",
     message_id: str = "",
 ) -> CallContext:
-    """A new context. ``timeout``: the transport's own deadline in seconds (gRPC), if any; an
-    ``x-gateway-timeout`` header shortens it. ``forward``: allow-listed header names."""
+    """A new context. ``timeout``: the transport's own deadline in seconds (gRPC), if any. An
+    ``x-gateway-timeout`` header sets the call's deadline in place of ``default_timeout``; a
+    transport deadline that is shorter still wins. ``forward``: allow-listed header names."""
     ctx = CallContext(method=method, face=face, peer=peer, thread_id=_bounded(thread_id),
                       message_id=_bounded(message_id))
     seconds = default_timeout if timeout is None else min(timeout, MAX_TIMEOUT_SECONDS)
@@ -63,7 +64,7 @@ def open_call(
                 ctx.rejected = InvalidArgument.for_fields([FieldViolation(
                     h.TIMEOUT, "must be a number of seconds greater than 0")])
             else:
-                seconds = min(seconds, parsed)
+                seconds = parsed if timeout is None else min(seconds, parsed)
         elif key in forward:
             v = Violations()
             check_header_value(v, key, value)

@@ -165,10 +165,12 @@ class Pipeline:
                             principal):
                         raise Unauthenticated("the gateway key is no longer valid",
                                               reason="GATEWAY_KEY_REVOKED")
-                    yield page
+                    # Counted as it is handed over: the face asks for the next page only once
+                    # this one is written, so any error raised below comes after it arrived.
                     resume = _resume_of(page)
                     items += len(page.data)
                     pages += 1
+                    yield page
                     if drained is None:
                         drained = asyncio.ensure_future(self.draining.wait())
                     page = await self._step(ctx, self._next_page(walker, drained))

@@ -67,9 +67,12 @@ def error_headers(error: GatewayError, forwarded: Mapping[str, str]) -> dict[str
 
 
 def error_line(error: GatewayError) -> bytes:
-    """The last line of an NDJSON stream that failed after sending something: the error, and
-    where to resume (``resume_after`` on forward walks, ``resume_before`` on backward ones)."""
+    """The last line of an NDJSON stream that failed after sending something: the error, the
+    HTTP status it would have had (the response's own status, 200, was sent with the first
+    line), and where to resume (``resume_after`` on forward walks, ``resume_before`` on backward
+    ones)."""
     body: dict[str, Any] = error_envelope(error)
+    body["status"] = int(error.http_status)
     resume = error.details.resume
     if resume is not None:
         body[f"resume_{resume.direction}"] = resume.cursor

@@ -2,7 +2,7 @@
 
 One ``httpx.AsyncClient`` per process, opened at start-up and closed at shutdown. httpx is the
 interface (its types and ``MockTransport`` serve the tests); the transport under it is aiohttp's by
-default because it measured several times faster at concurrency (README, Benchmarks).
+default because it measured several times faster at concurrency (docs/benchmarks.md).
 
 Every exchange, body included, runs inside ``asyncio.timeout(remaining deadline)``: httpx's own
 read timeout applies per chunk, so a slowly dripping body would otherwise never time out.

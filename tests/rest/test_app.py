@@ -121,7 +121,7 @@ async def test_stream_error_after_first_line_ends_with_error_line_and_resume_cur
     assert lines[10] == {
         "error": {"message": lines[10]["error"]["message"],  # type: ignore[index]
                   "type": "invalid_request_error", "param": None, "code": None},
-        "resume_after": ids[9],
+        "status": 404, "resume_after": ids[9],
     }
     assert len(lines) == 11
 

@@ -56,8 +56,8 @@ def test_error_line_carries_resume_cursor_in_the_walk_direction() -> None:
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == {"error": {"message": "upstream down", "type": "server_error",
                                           "param": None, "code": "unavailable"},
-                                "resume_after": "msg_9"}
+                                "status": 503, "resume_after": "msg_9"}
     error.details.resume = Resume("before", "msg_2")
     assert json.loads(error_line(error))["resume_before"] == "msg_2"
     assert "resume_after" not in json.loads(error_line(error))
-    assert set(json.loads(error_line(Unavailable("x")))) == {"error"}
+    assert set(json.loads(error_line(Unavailable("x")))) == {"error", "status"}
