@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import httpx
+import pytest
 from google.api import annotations_pb2
 from starlette.routing import Route
 
@@ -175,3 +177,31 @@ async def test_missing_beta_header_is_400_invalid_beta_before_any_upstream_call(
     assert missing.json()["error"]["code"] == wrong.json()["error"]["code"] == "invalid_beta"
     assert several.status_code == 404  # accepted; the upstream has no such thread
     assert emulator.log.count("getMessage") == 1
+
+
+async def test_sigterm_ends_an_open_stream_with_a_resumable_error_line_and_no_traceback(
+    emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.app import start_gateway
+    from tests.rest.conftest import rest_settings
+
+    gateway = await start_gateway(rest_settings(emulator))
+    thread_id = await new_thread(emulator)
+    ids = emulator.store.seed_messages(thread_id, 40, spacing=1)
+    emulator.faults.set_latency("listMessages", 0.25)
+    lines: list[dict[str, object]] = []
+    stopping = None
+    async with httpx.AsyncClient(base_url=base_url(gateway), headers=BETA, timeout=10) as http:
+        async with http.stream("GET", f"/threads/{thread_id}/messages:stream",
+                               params={"limit": 5, "order": "asc"}) as response:
+            async for line in response.aiter_lines():
+                lines.append(json.loads(line))
+                if stopping is None:
+                    stopping = asyncio.ensure_future(gateway.stop(grace=3.0))
+    assert stopping is not None
+    await stopping
+    *items, last = lines
+    assert [x["id"] for x in items] == ids[:len(items)] and 0 < len(items) < 40
+    assert last["error"]["code"] == "gateway_draining"  # type: ignore[index]
+    assert (last["status"], last["resume_after"]) == (503, items[-1]["id"])
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
