@@ -259,7 +259,8 @@ class Store:
         thread_id: str | None = None,
         created_at: int | None = None,
     ) -> JSONObject:
-        """Create a thread, optionally with initial messages (``role``/``content``/...).
+        """Create a thread, optionally with initial messages (``role``/``content``/...), all in
+        one lock acquisition; the messages take the thread's ``created_at`` and the given order.
 
         ``thread_id`` lets benchmarks use fixed ids; it must not exist yet (ValueError).
         """
@@ -282,12 +283,32 @@ class Store:
                     content=message["content"],
                     file_ids=message.get("file_ids"),
                     metadata=message.get("metadata"),
+                    created_at=obj["created_at"],
                 )
             return obj
 
     def get_thread(self, thread_id: str) -> JSONObject:
         with self._lock:
             return self._thread(thread_id).obj
+
+    def modify_thread(self, thread_id: str, metadata: Mapping[str, str] | None) -> JSONObject:
+        """Replace the metadata wholesale (``None`` = leave unchanged, the SDK's ``{}`` body).
+
+        The thread dict is replaced, never mutated, so objects already handed out stay intact.
+        """
+        with self._lock:
+            thread = self._thread(thread_id)
+            if metadata is not None:
+                thread.obj = {**thread.obj, "metadata": dict(metadata)}
+            return thread.obj
+
+    def delete_thread(self, thread_id: str) -> JSONObject:
+        """Delete a thread with its messages and their message file objects; answer the
+        deletion status. Later calls on the thread or anything under it find nothing (404)."""
+        with self._lock:
+            if self._threads.pop(thread_id, None) is None:
+                raise NotFoundError("thread", thread_id)
+            return {"id": thread_id, "object": "thread.deleted", "deleted": True}
 
     def has_thread(self, thread_id: str) -> bool:
         with self._lock:
