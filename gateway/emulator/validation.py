@@ -38,6 +38,7 @@ __all__ = [
     "validate_create_message",
     "validate_create_thread",
     "validate_modify_message",
+    "validate_modify_thread",
 ]
 
 CONTENT_MAX = 256_000
@@ -298,11 +299,13 @@ def validate_modify_message(body: Mapping[str, Any]) -> dict[str, str] | None:
 def validate_create_thread(
     body: Mapping[str, Any],
 ) -> tuple[list[CreateMessage], dict[str, str] | None]:
-    """Check a v1 CreateThreadRequest (``messages``, ``metadata``)."""
+    """Check a v1 CreateThreadRequest (``messages``, ``metadata``); every message is checked
+    before anything is created, so a bad ``messages[i]`` creates nothing. ``messages`` is not
+    nullable in the spec (``metadata`` is), so ``"messages": null`` is an ``invalid_type``."""
     _reject_unknown(body, ("messages", "metadata"), "")
     raw_messages = body.get("messages")
     messages: list[CreateMessage] = []
-    if raw_messages is not None:
+    if "messages" in body:
         if not isinstance(raw_messages, list):
             raise _type_error("messages", "an array", raw_messages)
         for i, item in enumerate(raw_messages):
@@ -310,6 +313,12 @@ def validate_create_thread(
                 raise _type_error(f"messages[{i}]", "an object", item)
             messages.append(validate_create_message(item, prefix=f"messages[{i}]."))
     return messages, _validate_metadata(body.get("metadata"), "metadata")
+
+
+def validate_modify_thread(body: Mapping[str, Any]) -> dict[str, str] | None:
+    """Check a ModifyThreadRequest (only ``metadata``); ``None`` means leave it unchanged."""
+    _reject_unknown(body, ("metadata",), "")
+    return _validate_metadata(body.get("metadata"), "metadata")
 
 
 # ---------------------------------------------------------------------- list queries
