@@ -1,9 +1,10 @@
-"""An in-memory emulator of the retired upstream: Assistants v1 messages and message files.
+"""An in-memory emulator of the retired upstream: Assistants v1 threads, messages and message files.
 
 It is the reference the gateway is tested and benchmarked against, so it must be indistinguishable
 from the real service for the official SDK (``openai==1.20.0``): same routes, bodies, errors,
-headers and pagination, per ``openapi-messages-v1.yaml`` (a verbatim copy of the contract, kept
-here so nothing reads ``../shared`` at run time) and the upstream NOTES.
+headers and pagination, per ``openapi-messages-v1.yaml`` and ``openapi-threads-v1.yaml`` (verbatim
+copies of the contract, kept here so nothing reads ``../shared`` at run time) and the upstream
+NOTES.
 
 Decisions where the contract is silent (each also documented where it is implemented):
 
@@ -17,10 +18,13 @@ Decisions where the contract is silent (each also documented where it is impleme
 * Modify replaces ``metadata`` wholesale; ``{}`` or ``{"metadata": null}`` leaves it unchanged.
 * Duplicate ``file_ids`` in a create are stored once.
 * Keys are never echoed in 401 messages, not even masked.
+* Deleting a thread deletes its messages and their message file objects; later calls on any of
+  them answer 404 ``No thread found with id '…'.`` (``threads`` lists the thread decisions).
 
 Modules: ``ids`` (id shapes), ``store`` (state and pagination), ``validation`` (request checks and
-error envelopes), ``faults`` (fault rules), ``log`` (request log), ``app`` (aiohttp routes and
-the ``/_emulator`` admin API), ``server`` (running it).
+error envelopes), ``faults`` (fault rules), ``log`` (request log), ``threads`` (the thread
+operations and their routes), ``app`` (aiohttp routes and the ``/_emulator`` admin API), ``server``
+(running it).
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ from gateway.emulator.server import EmulatorServer, ThreadedEmulator, serve
 from gateway.emulator.store import CursorNotFoundError, NotFoundError, Page, Store
 
 SPEC_PATH = Path(__file__).with_name("openapi-messages-v1.yaml")
+THREADS_SPEC_PATH = Path(__file__).with_name("openapi-threads-v1.yaml")
 
 __all__ = [
     "FAULT_KINDS",
     "OPERATIONS",
     "SPEC_PATH",
+    "THREADS_SPEC_PATH",
     "CursorNotFoundError",
     "Emulator",
     "EmulatorServer",

@@ -39,6 +39,7 @@ from gateway.emulator.encoding import Encoder
 from gateway.emulator.faults import LIST_OPERATIONS, FaultDecision, Faults
 from gateway.emulator.log import LogEntry, RequestLog
 from gateway.emulator.store import CursorNotFoundError, NotFoundError, Store
+from gateway.emulator.threads import ThreadOperations, thread_routes
 from gateway.emulator.validation import (
     ApiError,
     check_auth,
@@ -47,7 +48,6 @@ from gateway.emulator.validation import (
     parse_json_body,
     parse_list_query,
     validate_create_message,
-    validate_create_thread,
     validate_modify_message,
 )
 
@@ -147,7 +147,7 @@ class Emulator:
         self.encoder = Encoder(pretty)
         self._rate = _RateWindow(rate_limit_requests)
         self._operations: dict[str, _Operation] = {
-            "createThread": self._create_thread,
+            **ThreadOperations(lambda: self.store, self._json_body).operations(),
             "createMessage": self._create_message,
             "listMessages": self._list_messages,
             "getMessage": self._get_message,
@@ -175,19 +175,6 @@ class Emulator:
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(413, "Request body too large.", code="request_too_large") from None
         return parse_json_body(raw)
-
-    async def _create_thread(self, request: web.Request, stale: bool) -> Any:
-        messages, metadata = validate_create_thread(await self._json_body(request))
-        thread = self.store.create_thread(metadata=metadata)
-        for message in messages:
-            self.store.create_message(
-                thread["id"],
-                role=message.role,
-                content=message.content,
-                file_ids=message.file_ids,
-                metadata=message.metadata,
-            )
-        return thread
 
     async def _create_message(self, request: web.Request, stale: bool) -> Any:
         body = validate_create_message(await self._json_body(request))
@@ -583,7 +570,7 @@ class Emulator:
         thread = "/v1/threads/{thread_id}"
         message = thread + "/messages/{message_id}"
         return [
-            web.post("/v1/threads", self._route("createThread")),
+            *thread_routes(self._route),
             web.post(thread + "/messages", self._route("createMessage")),
             web.get(thread + "/messages", self._route("listMessages"), allow_head=False),
             web.get(message, self._route("getMessage"), allow_head=False),

@@ -1,6 +1,7 @@
 """Fault rules: which request gets which misbehaviour (RELIABILITY.md section 7, F1-F13, C1-C3).
 
-A rule targets one operation id (``createMessage``, ``listMessages``, ...; ``"*"`` = every
+A rule targets one operation id (the specs' operationIds: ``createThread``, ``getThread``,
+``modifyThread``, ``deleteThread``, ``createMessage``, ``listMessages``, ...; ``"*"`` = every
 operation) and fires either a fixed number of ``times`` or with a ``probability`` drawn from a
 seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters (defaults):
 
@@ -57,6 +58,9 @@ __all__ = [
 
 OPERATIONS = (
     "createThread",
+    "getThread",
+    "modifyThread",
+    "deleteThread",
     "createMessage",
     "listMessages",
     "getMessage",
