@@ -8,11 +8,11 @@ import re
 import httpx
 import pytest
 
-from gateway.emulator import EmulatorServer
-from gateway.emulator.ids import REQUEST_ID_RE
+from gateway.emulator import OPERATIONS, Emulator, EmulatorServer
+from gateway.emulator.ids import REQUEST_ID_RE, THREAD_ID_RE
 
 from .conftest import HEADERS
-from .schemas import operation_ids, validate, validate_response
+from .schemas import operation_ids, schema, spec, validate, validate_response
 
 REQUIRED_HEADERS = (
     "x-request-id",
@@ -42,6 +42,67 @@ def test_spec_operation_ids_are_the_six() -> None:
     assert sorted(operation_ids().values()) == sorted(
         ["listMessages", "createMessage", "getMessage", "modifyMessage", "listMessageFiles", "getMessageFile"]
     )
+
+
+def test_threads_spec_operation_ids_are_the_four() -> None:
+    assert operation_ids("threads") == {
+        ("POST", "/threads"): "createThread",
+        ("GET", "/threads/{thread_id}"): "getThread",
+        ("POST", "/threads/{thread_id}"): "modifyThread",
+        ("DELETE", "/threads/{thread_id}"): "deleteThread",
+    }
+
+
+def test_every_spec_operation_is_served_and_faultable() -> None:
+    """The fault operations and the emulator's dispatch table are exactly the specs' operationIds."""
+    spec_ids = set(operation_ids("messages").values()) | set(operation_ids("threads").values())
+    assert set(OPERATIONS) == spec_ids and len(OPERATIONS) == len(spec_ids)
+    assert set(Emulator()._operations) == spec_ids
+
+
+@pytest.mark.parametrize("name", ["CreateMessageRequest", "Error", "ErrorResponse"])
+def test_definitions_shared_by_the_two_specs_are_identical(name: str) -> None:
+    assert schema(name, "threads") == schema(name, "messages")
+
+
+def test_specs_share_beta_header_and_auth() -> None:
+    threads, messages = spec("threads"), spec("messages")
+    assert threads["components"]["parameters"] == messages["components"]["parameters"]
+    assert threads["components"]["securitySchemes"] == messages["components"]["securitySchemes"]
+    assert threads["security"] == messages["security"] and threads["servers"] == messages["servers"]
+
+
+async def test_thread_routes_success_and_errors_match_schema(client: httpx.AsyncClient) -> None:
+    empty = check("createThread", await client.post("/threads"), 200)
+    assert THREAD_ID_RE.match(empty["id"]) and empty["object"] == "thread" and empty["metadata"] == {}
+    created = check(
+        "createThread",
+        await client.post(
+            "/threads",
+            json={"messages": [{"role": "user", "content": "hi", "file_ids": ["file-a"], "metadata": {"m": "1"}}],
+                  "metadata": {"k": "v"}},
+        ),
+        200,
+    )
+    tid = created["id"]
+    assert created["metadata"] == {"k": "v"}
+    assert check("getThread", await client.get(f"/threads/{tid}"), 200) == created
+    modified = check("modifyThread", await client.post(f"/threads/{tid}", json={"metadata": {"x": "y"}}), 200)
+    assert modified == {**created, "metadata": {"x": "y"}}
+    check("modifyThread", await client.post(f"/threads/{tid}", json={}), 200)
+    deleted = check("deleteThread", await client.delete(f"/threads/{tid}"), 200)
+    assert deleted == {"id": tid, "object": "thread.deleted", "deleted": True}
+
+    check("createThread", await client.post("/threads", json={"messages": [{"role": "user"}]}), 400)
+    check("createThread", await client.post("/threads", json={"metadata": {"k": 1}}), 400)
+    check("getThread", await client.get(f"/threads/{tid}"), 404)
+    check("modifyThread", await client.post(f"/threads/{tid}", json={}), 404)
+    check("modifyThread", await client.post(f"/threads/{empty['id']}", json={"tool_resources": {}}), 400)
+    check("deleteThread", await client.delete(f"/threads/{tid}"), 404)
+    bad_key = {"Authorization": "Bearer nope"}
+    check("getThread", await client.get(f"/threads/{empty['id']}", headers=bad_key), 401)
+    check("modifyThread", await client.post(f"/threads/{empty['id']}", json={}, headers=bad_key), 401)
+    check("deleteThread", await client.delete(f"/threads/{empty['id']}", headers={"OpenAI-Beta": "assistants=v2"}), 400)
 
 
 async def test_every_route_success_and_errors_match_schema(
@@ -150,13 +211,32 @@ async def test_headers_on_ratelimit_count_down(client: httpx.AsyncClient) -> Non
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
 
 
-@pytest.mark.parametrize("name", ["MessageObject", "ListMessagesResponse", "MessageFileObject", "ErrorResponse"])
-def test_validator_rejects_wrong_shapes(name: str) -> None:
+@pytest.mark.parametrize(
+    ("spec_name", "name"),
+    [("messages", "MessageObject"), ("messages", "ListMessagesResponse"), ("messages", "MessageFileObject"),
+     ("messages", "ErrorResponse"), ("threads", "ThreadObject"), ("threads", "DeleteThreadResponse"),
+     ("threads", "ErrorResponse")],
+)
+def test_validator_rejects_wrong_shapes(spec_name: str, name: str) -> None:
     """Guard against a validator that accepts anything (e.g. an unresolved $ref)."""
     import jsonschema
 
     with pytest.raises(jsonschema.ValidationError):
-        validate({"unexpected": True}, name)
+        validate({"unexpected": True}, name, spec_name)
+
+
+@pytest.mark.parametrize(
+    "thread",
+    [{"id": "thread_a", "object": "thread", "created_at": 1},  # metadata is required
+     {"id": "thread_a", "object": "thread.deleted", "created_at": 1, "metadata": {}},
+     {"id": "thread_a", "object": "thread", "created_at": "1", "metadata": {}}],
+)
+def test_thread_schema_is_strict_where_the_spec_is(thread: dict) -> None:
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError):
+        validate(thread, "ThreadObject", "threads")
+    validate({"id": "thread_a", "object": "thread", "created_at": 1, "metadata": None}, "ThreadObject", "threads")
 
 
 @pytest.mark.parametrize("pretty", [True, False])
