@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from gateway.emulator import EmulatorServer, Faults
+from gateway.emulator import EmulatorServer, Faults, ids
 
 from .conftest import HEADERS
 from .schemas import validate
@@ -244,3 +244,113 @@ async def test_huge_body_with_lying_content_length(upstream: EmulatorServer, cli
     assert received == 100_000
     assert await upstream.log.wait_idle(2.0)
     assert upstream.log.entries[0].status == 200 and not upstream.log.entries[0].disconnected
+
+
+# ---------------------------------------------------------------------- the thread operations
+
+THREAD_CALLS = {
+    "createThread": ("POST", "/threads", {"metadata": {"k": "v"}}),
+    "getThread": ("GET", "/threads/{tid}", None),
+    "modifyThread": ("POST", "/threads/{tid}", {"metadata": {"k": "changed"}}),
+    "deleteThread": ("DELETE", "/threads/{tid}", None),
+}
+
+
+async def _call(client: httpx.AsyncClient, operation: str, tid: str, **kwargs) -> httpx.Response:
+    method, path, body = THREAD_CALLS[operation]
+    return await client.request(method, path.format(tid=tid), json=body, **kwargs)
+
+
+@pytest.mark.parametrize("operation", list(THREAD_CALLS))
+async def test_status_fault_on_each_thread_operation(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str, operation: str
+) -> None:
+    """The rule targets its operation only, fires as often as told, and the log counts the calls."""
+    others = [op for op in THREAD_CALLS if op != operation]
+    upstream.faults.add(operation, "status", times=1, status=503, retry_after_ms="20")
+    faulted = await _call(client, operation, thread_id)
+    assert faulted.status_code == 503 and faulted.headers["retry-after-ms"] == "20"
+    validate(faulted.json(), "ErrorResponse")
+    assert upstream.store.get_thread(thread_id)["metadata"] == {}  # not applied
+    assert (await _call(client, operation, thread_id)).status_code == 200
+    assert [(e.operation, e.fault, e.status) for e in upstream.log.entries] == [
+        (operation, "status", 503), (operation, None, 200)
+    ]
+    assert upstream.log.count(operation) == 2 and all(upstream.log.count(op) == 0 for op in others)
+
+
+@pytest.mark.parametrize("operation", list(THREAD_CALLS))
+async def test_latency_on_each_thread_operation(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str, operation: str
+) -> None:
+    """An added-latency rule and the per-operation response time both apply (and stack)."""
+    upstream.faults.set_latency(operation, 0.2)
+    upstream.faults.add(operation, "latency", times=1, seconds=0.3)
+    started = time.monotonic()
+    assert (await _call(client, operation, thread_id)).status_code == 200
+    assert time.monotonic() - started >= 0.5
+    if operation == "deleteThread":
+        thread_id = upstream.store.create_thread()["id"]
+    started = time.monotonic()
+    assert (await _call(client, operation, thread_id)).status_code == 200
+    assert time.monotonic() - started >= 0.2
+    assert upstream.log.count(operation) == 2
+
+
+@pytest.mark.parametrize("operation", list(THREAD_CALLS))
+async def test_reset_and_truncated_json_on_each_thread_operation(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str, operation: str
+) -> None:
+    upstream.faults.add(operation, "reset", times=1)
+    upstream.faults.add(operation, "truncated_json", times=1, fraction=0.5)
+    with pytest.raises(httpx.TransportError):
+        await _call(client, operation, thread_id)
+    assert upstream.store.has_thread(thread_id)  # a reset before the handler applies nothing
+    cut = await _call(client, operation, thread_id)  # applied, but the answer is cut
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut.content)
+    assert [e.fault for e in upstream.log.entries] == ["reset", "truncated_json"]
+
+
+async def test_delete_applied_but_answer_lost_then_retry_is_404(
+    upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str
+) -> None:
+    """The retry hazard of a delete: a 500 after the handler ran leaves the thread gone, so the
+    consumer's retry answers 404."""
+    upstream.faults.add("deleteThread", "status", times=1, status=500, run_handler=True)
+    assert (await client.delete(f"/threads/{thread_id}")).status_code == 500
+    assert not upstream.store.has_thread(thread_id)
+    retry = await client.delete(f"/threads/{thread_id}")
+    assert retry.status_code == 404
+    assert retry.json()["error"]["message"] == f"No thread found with id '{thread_id}'."
+
+
+async def test_create_thread_applied_but_answer_lost(
+    upstream: EmulatorServer, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    minted = iter(["thread_" + c * 24 for c in "AB"])
+    monkeypatch.setattr(ids, "thread_id", lambda: next(minted))
+    upstream.faults.add("createThread", "reset", times=1, run_handler=True)
+    with pytest.raises(httpx.TransportError):
+        await client.post("/threads", json={"messages": [{"role": "user", "content": "lost"}]})
+    upstream.faults.add("createThread", "reset", times=1)
+    with pytest.raises(httpx.TransportError):
+        await client.post("/threads", json={"messages": [{"role": "user", "content": "never"}]})
+    # Only the first create reached the store, whole: the thread with its message.
+    page = upstream.store.list_messages("thread_" + "A" * 24).data
+    assert [m["content"][0]["text"]["value"] for m in page] == ["lost"]
+    assert not upstream.store.has_thread("thread_" + "B" * 24)
+
+
+async def test_thread_faults_via_admin_api(
+    upstream: EmulatorServer, admin: httpx.AsyncClient, client: httpx.AsyncClient, thread_id: str
+) -> None:
+    for operation in THREAD_CALLS:
+        response = await admin.post("/faults", json={"operation": operation, "kind": "status", "status": 429, "times": 1})
+        assert response.status_code == 200, response.text
+        assert (await admin.put("/latency", json={"operation": operation, "seconds": 0.01})).status_code == 200
+    assert (await admin.post("/faults", json={"operation": "listThreads", "kind": "status"})).status_code == 400
+    for operation in THREAD_CALLS:
+        assert (await _call(client, operation, thread_id)).status_code == 429
+    assert (await admin.get("/log", params={"operation": "deleteThread"})).json()["count"] == 1
+    assert set((await admin.get("/faults")).json()["latency"]) == set(THREAD_CALLS)
