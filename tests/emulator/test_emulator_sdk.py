@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from openai.types.beta import Thread, ThreadDeleted
 from openai.types.beta.threads import Message
 from openai.types.beta.threads.messages import MessageFile
 
@@ -147,3 +148,91 @@ async def test_async_connection_reset_surfaces_as_connection_error(
     upstream.faults.add("listMessages", "reset", times=1)
     with pytest.raises(openai.APIConnectionError):
         await async_client.beta.threads.messages.list(thread.id)
+
+
+def test_sync_thread_lifecycle(threaded: ThreadedEmulator, sync_client: openai.OpenAI) -> None:
+    """create(messages, metadata) -> retrieve -> update -> delete, then the thread and its
+    messages are NotFoundError, as the real service answered."""
+    threads = sync_client.beta.threads
+    thread = threads.create(
+        messages=[{"role": "user", "content": "hello", "file_ids": ["file-a"], "metadata": {"n": "1"}},
+                  {"role": "assistant", "content": "hi there"}],
+        metadata={"topic": "greeting"},
+    )
+    assert isinstance(thread, Thread) and thread.object == "thread" and thread.metadata == {"topic": "greeting"}
+    listed = list(threads.messages.list(thread.id, order="asc"))
+    assert [(m.role, m.content[0].text.value) for m in listed] == [("user", "hello"), ("assistant", "hi there")]
+    assert listed[0].file_ids == ["file-a"] and listed[0].metadata == {"n": "1"} and listed[0].run_id is None
+
+    assert threads.retrieve(thread.id) == thread
+    updated = threads.update(thread.id, metadata={"topic": "farewell", "extra": "x"})
+    assert updated.metadata == {"topic": "farewell", "extra": "x"} and updated.created_at == thread.created_at
+    assert threads.update(thread.id, metadata={"only": "this"}).metadata == {"only": "this"}  # wholesale
+    assert threads.update(thread.id).metadata == {"only": "this"}  # sends {}
+
+    deleted = threads.delete(thread.id)
+    assert isinstance(deleted, ThreadDeleted)
+    assert (deleted.id, deleted.object, deleted.deleted) == (thread.id, "thread.deleted", True)
+
+    message = f"No thread found with id '{thread.id}'."
+    for call in (
+        lambda: threads.messages.list(thread.id),
+        lambda: threads.retrieve(thread.id),
+        lambda: threads.update(thread.id, metadata={}),
+        lambda: threads.delete(thread.id),
+        lambda: threads.messages.retrieve(listed[0].id, thread_id=thread.id),
+        lambda: threads.messages.files.list(listed[0].id, thread_id=thread.id),
+    ):
+        with pytest.raises(openai.NotFoundError) as not_found:
+            call()
+        assert not_found.value.status_code == 404 and message in not_found.value.message
+        assert not_found.value.body == {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    assert [threaded.log.count(op) for op in ("createThread", "getThread", "modifyThread", "deleteThread")] == [1, 2, 4, 2]
+
+
+def test_sync_thread_errors_name_params(threaded: ThreadedEmulator, sync_client: openai.OpenAI) -> None:
+    threads = sync_client.beta.threads
+    with pytest.raises(openai.BadRequestError) as bad:
+        threads.create(messages=[{"role": "user", "content": "ok"}, {"role": "user", "content": ""}])
+    assert bad.value.param == "messages[1].content" and bad.value.code == "empty_string"
+    with pytest.raises(openai.BadRequestError) as bad_meta:
+        threads.create(metadata={f"k{i}": "v" for i in range(17)})
+    assert bad_meta.value.param == "metadata" and bad_meta.value.code == "object_above_max_properties"
+    thread = threads.create()
+    assert thread.metadata == {}
+    with pytest.raises(openai.BadRequestError) as bad_value:
+        threads.update(thread.id, metadata={"k": "v" * 513})
+    assert bad_value.value.param == "metadata.k"
+    with pytest.raises(openai.BadRequestError) as unknown:
+        threads.update(thread.id, extra_body={"tool_resources": {}})
+    assert unknown.value.param == "tool_resources" and unknown.value.code == "unknown_parameter"
+    raw = threads.with_raw_response.delete(thread.id)
+    assert raw.headers["x-request-id"].startswith("req_") and raw.parse().deleted is True
+
+
+def test_sync_thread_retries_obey_faults(threaded: ThreadedEmulator) -> None:
+    """The SDK retries a faulted thread call and succeeds; a delete applied but answered 500 is
+    retried into a 404 (the consumer-visible hazard of retried deletes)."""
+    http = httpx.Client()
+    client = openai.OpenAI(api_key=API_KEY, base_url=threaded.base_url, http_client=http, max_retries=2)
+    thread = client.beta.threads.create()
+    threaded.faults.add("getThread", "status", times=2, status=503, retry_after_ms="10")
+    assert client.beta.threads.retrieve(thread.id).id == thread.id
+    assert threaded.log.count("getThread") == 3
+    threaded.faults.add("deleteThread", "status", times=1, status=500, run_handler=True, retry_after_ms="10")
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.delete(thread.id)
+    assert threaded.log.count("deleteThread") == 2
+    http.close()
+
+
+async def test_async_thread_lifecycle(upstream: EmulatorServer, async_client: openai.AsyncOpenAI) -> None:
+    threads = async_client.beta.threads
+    thread = await threads.create(messages=[{"role": "user", "content": "a"}], metadata={"k": "v"})
+    assert (await threads.retrieve(thread.id)).metadata == {"k": "v"}
+    assert (await threads.update(thread.id, metadata={"k2": "v2"})).metadata == {"k2": "v2"}
+    assert (await threads.delete(thread.id)).deleted is True
+    with pytest.raises(openai.NotFoundError) as not_found:
+        await threads.messages.list(thread.id)
+    assert not_found.value.body["message"] == f"No thread found with id '{thread.id}'."
+    assert upstream.log.count("deleteThread") == 1
