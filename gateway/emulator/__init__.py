@@ -3,8 +3,8 @@
 It is the reference the gateway is tested and benchmarked against, so it must be indistinguishable
 from the real service for the official SDK (``openai==1.20.0``): same routes, bodies, errors,
 headers and pagination, per ``openapi-messages-v1.yaml`` and ``openapi-threads-v1.yaml`` (verbatim
-copies of the contract, kept here so nothing reads ``../shared`` at run time) and the upstream
-NOTES.
+copies of the contract, kept in the package so nothing outside it is read at run time) and the
+upstream NOTES.
 
 Decisions where the contract is silent (each also documented where it is implemented):
 
