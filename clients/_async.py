@@ -17,6 +17,7 @@ from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
 from clients._raw import RawResponse, capture, capturing, to_async_raw
 from clients._resume import Cursor
+from clients._threads import AsyncThreads
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
@@ -58,10 +59,12 @@ class AsyncMessagesGatewayClient:
             self._channel = grpc.aio.secure_channel(target, credentials,
                                                     options=self._config.options())
         self._stub = pb_grpc.MessagesServiceStub(self._channel)
+        self._threads_stub = pb_grpc.ThreadsServiceStub(self._channel)
         # Built once: given a tuple, grpc.aio builds a Metadata from it on every call (~3 % of
         # a cached GetMessage's CPU, docs/benchmarks.md); it only reads the object it is given.
         self._metadata = grpc.aio.Metadata(*self._config.metadata())
         self.messages = AsyncMessages(self)
+        self.threads = AsyncThreads(self)
 
     def __repr__(self) -> str:
         return f"AsyncMessagesGatewayClient({self._config!r})"
@@ -76,7 +79,8 @@ class AsyncMessagesGatewayClient:
         await self.close()
 
     async def _unary(self, rpc: str, request: Any, timeout: object) -> Any:
-        call = getattr(self._stub, rpc)(
+        stub = self._threads_stub if rpc.endswith("Thread") else self._stub
+        call = getattr(stub, rpc)(
             request, timeout=self._config.call_timeout(timeout), metadata=self._metadata)
         try:
             response = await call

@@ -84,3 +84,12 @@ def list_json(r: pb.ListMessagesResponse | pb.ListMessageFilesResponse) -> dict[
         "last_id": r.last_id if r.HasField("last_id") else None,
         "has_more": r.has_more,
     }
+
+
+def thread_json(t: pb.Thread) -> dict[str, Any]:
+    metadata = dict(sorted(t.metadata.entries.items())) if t.HasField("metadata") else None
+    return {"id": t.id, "object": "thread", "created_at": t.created_at, "metadata": metadata}
+
+
+def thread_deleted_json(d: pb.DeleteThreadResponse) -> dict[str, Any]:
+    return {"id": d.id, "object": "thread.deleted", "deleted": d.deleted}

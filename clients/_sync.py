@@ -15,6 +15,7 @@ from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
 from clients._raw import RawResponse, capture, capturing, to_raw
 from clients._resume import Cursor
+from clients._threads import Threads
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
@@ -56,7 +57,9 @@ class MessagesGatewayClient:
             self._channel = grpc.secure_channel(target, credentials,
                                                 options=self._config.options())
         self._stub = pb_grpc.MessagesServiceStub(self._channel)
+        self._threads_stub = pb_grpc.ThreadsServiceStub(self._channel)
         self.messages = Messages(self)
+        self.threads = Threads(self)
 
     def __repr__(self) -> str:
         return f"MessagesGatewayClient({self._config!r})"
@@ -71,7 +74,8 @@ class MessagesGatewayClient:
         self.close()
 
     def _unary(self, rpc: str, request: Any, timeout: object) -> Any:
-        method = getattr(self._stub, rpc)
+        stub = self._threads_stub if rpc.endswith("Thread") else self._stub
+        method = getattr(stub, rpc)
         try:
             response, call = method.with_call(
                 request, timeout=self._config.call_timeout(timeout),

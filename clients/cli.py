@@ -6,6 +6,10 @@
     python -m clients messages update THREAD_ID MESSAGE_ID --metadata k=v
     python -m clients messages files list THREAD_ID MESSAGE_ID
     python -m clients messages files retrieve THREAD_ID MESSAGE_ID FILE_ID
+    python -m clients threads create [--message "hi"] [--metadata k=v]
+    python -m clients threads retrieve THREAD_ID
+    python -m clients threads update THREAD_ID --metadata k=v
+    python -m clients threads delete THREAD_ID
 
 Objects are printed in the upstream API's JSON shape. ``--target`` (or MESSAGES_GATEWAY_TARGET),
 ``--key`` (or MESSAGES_GATEWAY_KEY; the environment keeps it out of shell history and ``ps``),
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from clients._errors import GatewayError
-from clients._json import message_file_json, message_json
+from clients._json import message_file_json, message_json, thread_deleted_json, thread_json
 from clients._sync import MessagesGatewayClient, Stream
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -103,6 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("thread_id")
     sub.add_argument("message_id")
     sub.add_argument("file_id")
+    threads = resources.add_parser("threads", parents=[common]).add_subparsers(
+        dest="action", required=True)
+    sub = threads.add_parser("create", help="create a thread", parents=[common])
+    sub.add_argument("--message", action="append", default=[], dest="messages",
+                     help="an initial user message (repeatable, in order)")
+    sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
+    for action, text in (("retrieve", "one thread"), ("update", "replace a thread's metadata"),
+                         ("delete", "delete a thread and its messages")):
+        sub = threads.add_parser(action, help=text, parents=[common])
+        sub.add_argument("thread_id")
+        if action == "update":
+            sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
     return parser
 
 
@@ -148,8 +164,24 @@ def _stream(out: TextIO, err: TextIO, stream: Stream[Any, Any], noun: str,
         progress.done()
 
 
+def run_threads(args: argparse.Namespace, client: MessagesGatewayClient, out: TextIO) -> None:
+    t = client.threads
+    if args.action == "create":
+        messages = [{"role": "user", "content": text} for text in args.messages]
+        _emit(out, thread_json(t.create(messages=messages, metadata=_metadata(args.metadata))))
+    elif args.action == "retrieve":
+        _emit(out, thread_json(t.retrieve(args.thread_id)))
+    elif args.action == "update":
+        _emit(out, thread_json(t.update(args.thread_id, metadata=_metadata(args.metadata))))
+    else:
+        _emit(out, thread_deleted_json(t.delete(args.thread_id)))
+
+
 def run(args: argparse.Namespace, client: MessagesGatewayClient, out: TextIO,
         err: TextIO) -> None:
+    if args.resource == "threads":
+        run_threads(args, client, out)
+        return
     m = client.messages
     common: dict[str, Any] = {}
     if args.action == "list":

@@ -19,6 +19,7 @@ from gateway.metrics_server import MetricsServer
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
+from gateway.operations.ownership import Ownership
 from gateway.pipeline import Pipeline
 from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
@@ -74,6 +75,18 @@ def build_limits(auth: AuthSettings) -> Limits:
     return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
 
 
+def build_ownership(auth: AuthSettings) -> Ownership:
+    """Whose threads are whose: ``auth.thread_access`` with auth on; open without consumers."""
+    if not auth.enabled:
+        return Ownership("open")
+    secret = (Path(auth.owner_secret_file).read_bytes().strip() if auth.owner_secret_file
+              else auth.owner_secret.encode())
+    if auth.thread_access != "open" and not secret:
+        log.warning("owner_secret_built_in", detail="thread owner stamps use the built-in key; "
+                    "set auth.owner_secret_file so that they cannot be computed elsewhere")
+    return Ownership(auth.thread_access, secret)
+
+
 def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
     """TLS when a certificate is configured; mutual TLS when a client CA is too."""
     if not server.tls_cert:
@@ -94,6 +107,7 @@ async def start_gateway(settings: Settings) -> Gateway:
         IdempotencyStore(settings.reliability.idempotency_window_seconds,
                          settings.reliability.idempotency_max_entries),
         build_cache(settings.cache),
+        build_ownership(settings.auth),
     )
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None

@@ -133,6 +133,14 @@ class AuthSettings:
     limits_backend: str = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "mgw:limits:"
+    #: Who may use a thread made through the gateway: "tenant" (every consumer of its profile),
+    #: "consumer" (only the consumer that made it) or "open" (anyone who knows its id).
+    thread_access: str = "tenant"
+    #: Key of the owner stamps' HMAC (the same on every replica); a file wins over the value.
+    #: Empty: a built-in key, with a warning at start (stamps are never shown to consumers and
+    #: never accepted from them, so the key only keeps them from being computed elsewhere).
+    owner_secret: str = ""
+    owner_secret_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +394,8 @@ def check_auth(settings: Settings) -> None:
         raise ConfigError("auth.store_path is required when auth.enabled is true")
     if auth.limits_backend not in {"local", "redis"}:
         raise ConfigError("auth.limits_backend must be 'local' or 'redis'")
+    if auth.thread_access not in {"tenant", "consumer", "open"}:
+        raise ConfigError("auth.thread_access must be 'tenant', 'consumer' or 'open'")
     if auth.reload_seconds <= 0:
         raise ConfigError("auth.reload_seconds must be greater than 0")
     if auth.failed_auth_window_seconds <= 0:

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway.cache.backend import Backend, Entry, Lookup
-from gateway.cache.keys import CacheKey, list_scope, make_key, message_scope
+from gateway.cache.keys import CacheKey, list_scope, make_key, message_scope, thread_scope
 from gateway.cache.memory import MemoryBackend
 from gateway.cache.policy import (
     GET_MESSAGE,
@@ -195,6 +195,12 @@ class ResponseCache:
             scopes.append(message_scope(thread_id, message_id))
         await self.backend.invalidate(thread_id, scopes)
 
+    async def invalidate_thread(self, thread_id: str) -> None:
+        """After a thread's deletion: everything cached about it."""
+        if self.backend is None:
+            return
+        await self.backend.invalidate(thread_id, [thread_scope(thread_id)])
+
     async def close(self) -> None:
         await self._flights.close()
         if self.backend is not None:
@@ -208,11 +214,12 @@ def _event_counter(backend: str, event: str) -> Any:
 
 
 def _scopes(operation: str, path: tuple[str, ...]) -> tuple[str, ...]:
+    """What an entry depends on: its thread (deleted as a whole), and its list or message."""
     if operation == GET_MESSAGE:
-        return (message_scope(path[0], path[1]),)
+        return (message_scope(path[0], path[1]), thread_scope(path[0]))
     if operation == LIST_MESSAGES:
-        return (list_scope(path[0]),)
-    return ()  # message files never change
+        return (list_scope(path[0]), thread_scope(path[0]))
+    return (thread_scope(path[0]),)  # message files never change, but go with their thread
 
 
 def _adopt(call: CallContext, flight: CallContext, *, leader: bool) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-__all__ = ["CacheKey", "list_scope", "make_key", "message_scope"]
+__all__ = ["CacheKey", "list_scope", "make_key", "message_scope", "thread_scope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +59,8 @@ def list_scope(thread_id: str) -> str:
 def message_scope(thread_id: str, message_id: str) -> str:
     """The generation of one message (bumped by UpdateMessage)."""
     return "message/" + _quote(thread_id) + "/" + _quote(message_id)
+
+
+def thread_scope(thread_id: str) -> str:
+    """The generation of everything cached about a thread (bumped by DeleteThread)."""
+    return "thread/" + _quote(thread_id)

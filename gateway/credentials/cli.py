@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a consumer key (printed once)")
     create.add_argument("--consumer", required=True)
-    create.add_argument("--scopes", default="read", help="comma-separated: read,write")
+    create.add_argument("--scopes", default="read", help="comma-separated: read,write,admin")
     create.add_argument("--profile", help="upstream profile (default: 'default', or unchanged)")
     create.add_argument("--expires-in", type=float, help="seconds until the key expires")
     create.add_argument("--rate", type=float, help="requests per second for this consumer")
@@ -57,7 +57,7 @@ def _store_path(args: argparse.Namespace) -> str:
 def _scopes(text: str) -> frozenset[str]:
     scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
     if not scopes or not scopes <= store.SCOPES:
-        raise StoreError("--scopes must be a comma-separated subset of read,write")
+        raise StoreError("--scopes must be a comma-separated subset of read,write,admin")
     return scopes
 
 

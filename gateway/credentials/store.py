@@ -33,7 +33,7 @@ from typing import Any
 from gateway.credentials.keys import is_key_id
 
 STORE_VERSION = 1
-SCOPES = frozenset({"read", "write"})
+SCOPES = frozenset({"read", "write", "admin"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -145,7 +145,7 @@ def _consumer(name: str, raw: Any) -> Consumer:
         raise StoreError(f"{where} must be an object")
     scopes = raw.get("scopes", [])
     if not isinstance(scopes, list) or not set(scopes) <= SCOPES:
-        raise StoreError(f"{where}.scopes must be a list of 'read'/'write'")
+        raise StoreError(f"{where}.scopes must be a list of 'read'/'write'/'admin'")
     profile = raw.get("profile", "default")
     check_name(profile, f"{where}.profile")
     keys = raw.get("keys", [])

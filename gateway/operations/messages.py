@@ -22,6 +22,7 @@ from gateway.context import CallContext
 from gateway.errors import Internal
 from gateway.operations import idempotency
 from gateway.operations.idempotency import IdempotencyStore
+from gateway.operations.ownership import Ownership
 from gateway.operations import validation as check
 from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES
 from gateway.upstream import wire
@@ -64,23 +65,34 @@ def page_query(
 
 
 class MessageOperations:
-    """Every upstream operation, as the faces see it."""
+    """Every messages operation, as the faces see it."""
 
     def __init__(
         self,
         upstream: Upstream,
         idempotency_store: IdempotencyStore | None = None,
         cache: ResponseCache | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self._upstream = upstream
         # ``is None``, not ``or``: a store has a length, so the empty one it starts as is falsy.
         self._idempotency = (idempotency_store if idempotency_store is not None
                              else IdempotencyStore())
-        self._allowed_headers = upstream.settings.allowed_extra_headers
+        self.allowed_headers = upstream.settings.allowed_extra_headers
         #: Reads go through it, writes invalidate it; in-process with default settings.
         self.cache = cache if cache is not None else build_cache(CacheSettings())
+        #: Whose threads are whose; "open" (no checks) unless configured.
+        self.ownership = ownership if ownership is not None else Ownership("open")
+        self.owned = (self._check_owner if self.ownership.enforced else _anyone)
 
-    async def _call(
+    async def _check_owner(self, ctx: CallContext, thread_id: str) -> None:
+        await self.ownership.check(ctx, thread_id, self.fetch_thread)
+
+    async def fetch_thread(self, ctx: CallContext, thread_id: str) -> Any:
+        """The upstream's JSON of one thread (NOT_FOUND when there is none)."""
+        return (await self._upstream.request(ctx, "GET", ["threads", thread_id])).body
+
+    async def upstream_call(
         self,
         ctx: CallContext,
         method: str,
@@ -115,8 +127,9 @@ class MessageOperations:
     # -- messages -------------------------------------------------------------------------------
 
     async def create_message(self, req: pb.CreateMessageRequest, ctx: CallContext) -> pb.Message:
-        check.check_create(req, self._allowed_headers)
+        check.check_create(req, self.allowed_headers)
         key = idempotency.idempotency_key(req, ctx)
+        await self.owned(ctx, req.thread_id)
         idempotency.check_marker_room(req, keyed=key is not None)
         body: dict[str, Any] = {"role": ROLE_NAMES[req.role], "content": req.content}
         if req.file_ids:
@@ -126,8 +139,8 @@ class MessageOperations:
         try:
             if key is None:
                 # No key: sent once; re-sent only if it provably never reached the upstream.
-                raw = await self._call(ctx, "POST", ["threads", req.thread_id, "messages"],
-                                       req.options, body=body)
+                raw = await self.upstream_call(ctx, "POST", ["threads", req.thread_id,
+                                                             "messages"], req.options, body=body)
                 return convert(wire.message_from_json, raw)
             consumer = ctx.consumer or "anonymous"
             mark = idempotency.marker(consumer, key)
@@ -145,9 +158,9 @@ class MessageOperations:
             async def create(recover: bool) -> pb.Message:
                 found = await lookup() if recover else None
                 if found is None:
-                    found = await self._call(ctx, "POST", ["threads", req.thread_id, "messages"],
-                                             req.options, body=body, idempotent=True,
-                                             recover=lookup)
+                    found = await self.upstream_call(
+                        ctx, "POST", ["threads", req.thread_id, "messages"], req.options,
+                        body=body, idempotent=True, recover=lookup)
                 return convert(wire.message_from_json, found)
 
             return await self._idempotency.run(consumer, key, idempotency.fingerprint(req), create,
@@ -157,10 +170,11 @@ class MessageOperations:
             await self.cache.invalidate(req.thread_id)
 
     async def get_message(self, req: pb.GetMessageRequest, ctx: CallContext) -> pb.Message:
-        check.check_get(req, self._allowed_headers)
+        check.check_get(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
 
         async def fetch(ctx: CallContext) -> pb.Message:
-            raw = await self._call(
+            raw = await self.upstream_call(
                 ctx, "GET", ["threads", req.thread_id, "messages", req.message_id], req.options
             )
             return convert(wire.message_from_json, raw)
@@ -169,13 +183,14 @@ class MessageOperations:
                                      req.options, fetch, pb.Message)
 
     async def update_message(self, req: pb.UpdateMessageRequest, ctx: CallContext) -> pb.Message:
-        check.check_update(req, self._allowed_headers)
+        check.check_update(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
         body: dict[str, Any] = {}
         if req.HasField("metadata"):
             body["metadata"] = dict(req.metadata.entries)
         # Metadata is replaced wholesale, so sending the same update twice changes nothing.
         try:
-            raw = await self._call(
+            raw = await self.upstream_call(
                 ctx, "POST", ["threads", req.thread_id, "messages", req.message_id], req.options,
                 body=body, idempotent=True,
             )
@@ -186,12 +201,13 @@ class MessageOperations:
     async def list_messages(
         self, req: pb.ListMessagesRequest, ctx: CallContext
     ) -> pb.ListMessagesResponse:
-        check.check_list_messages(req, self._allowed_headers)
+        check.check_list_messages(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
         query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before,
                            run_id=req.run_id)
 
         async def fetch(ctx: CallContext) -> pb.ListMessagesResponse:
-            raw = await self._call(ctx, "GET", ["threads", req.thread_id, "messages"],
+            raw = await self.upstream_call(ctx, "GET", ["threads", req.thread_id, "messages"],
                                    req.options, query=query)
             return convert(wire.message_list_from_json, raw)
 
@@ -201,13 +217,14 @@ class MessageOperations:
     async def stream_messages(
         self, req: pb.StreamMessagesRequest, ctx: CallContext
     ) -> AsyncIterator[pb.MessagePage]:
-        check.check_list_messages(req, self._allowed_headers)
+        check.check_list_messages(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
         limit = req.limit or STREAM_DEFAULT_LIMIT
 
         def fetch(after: str, before: str) -> Awaitable[Any]:
             query = page_query(limit=limit, order=req.order, after=after, before=before,
                                run_id=req.run_id)
-            return self._call(ctx, "GET", ["threads", req.thread_id, "messages"], req.options,
+            return self.upstream_call(ctx, "GET", ["threads", req.thread_id, "messages"], req.options,
                               query=query)
 
         parse = wire.message_page_from_json
@@ -220,10 +237,11 @@ class MessageOperations:
     async def get_message_file(
         self, req: pb.GetMessageFileRequest, ctx: CallContext
     ) -> pb.MessageFile:
-        check.check_get_file(req, self._allowed_headers)
+        check.check_get_file(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
 
         async def fetch(ctx: CallContext) -> pb.MessageFile:
-            raw = await self._call(
+            raw = await self.upstream_call(
                 ctx, "GET",
                 ["threads", req.thread_id, "messages", req.message_id, "files", req.file_id],
                 req.options,
@@ -237,11 +255,12 @@ class MessageOperations:
     async def list_message_files(
         self, req: pb.ListMessageFilesRequest, ctx: CallContext
     ) -> pb.ListMessageFilesResponse:
-        check.check_list_files(req, self._allowed_headers)
+        check.check_list_files(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
         query = page_query(limit=req.limit, order=req.order, after=req.after, before=req.before)
 
         async def fetch(ctx: CallContext) -> pb.ListMessageFilesResponse:
-            raw = await self._call(
+            raw = await self.upstream_call(
                 ctx, "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
                 req.options, query=query)
             return convert(wire.message_file_list_from_json, raw)
@@ -253,12 +272,13 @@ class MessageOperations:
     async def stream_message_files(
         self, req: pb.StreamMessageFilesRequest, ctx: CallContext
     ) -> AsyncIterator[pb.MessageFilePage]:
-        check.check_list_files(req, self._allowed_headers)
+        check.check_list_files(req, self.allowed_headers)
+        await self.owned(ctx, req.thread_id)
         limit = req.limit or STREAM_DEFAULT_LIMIT
 
         def fetch(after: str, before: str) -> Awaitable[Any]:
             query = page_query(limit=limit, order=req.order, after=after, before=before)
-            return self._call(
+            return self.upstream_call(
                 ctx, "GET", ["threads", req.thread_id, "messages", req.message_id, "files"],
                 req.options, query=query,
             )
@@ -267,6 +287,10 @@ class MessageOperations:
         async with contextlib.aclosing(stream_pages(fetch, req, parse)) as pages:
             async for page in pages:
                 yield page
+
+
+async def _anyone(ctx: CallContext, thread_id: str) -> None:
+    """The owner check when thread access is open."""
 
 
 async def stream_pages(

@@ -142,23 +142,31 @@ def check_header_value(v: Violations, field: str, value: str) -> None:
         v.add(field, "must be printable ASCII (no control characters)")
 
 
+def check_message_body(
+    v: Violations, prefix: str, req: pb.CreateMessageRequest | pb.ThreadMessage
+) -> None:
+    """The fields of a message to create (CreateMessage, or one of CreateThread's messages,
+    whose fields are named ``messages[i].<field>``)."""
+    if req.role == pb.ROLE_UNSPECIFIED:
+        v.add(prefix + "role", "is required: ROLE_USER or ROLE_ASSISTANT")
+    elif req.role not in ROLE_NAMES:
+        v.add(prefix + "role", "must be ROLE_USER or ROLE_ASSISTANT")
+    if not req.content:
+        v.add(prefix + "content", "is required and must not be empty")
+    elif len(req.content) > MAX_CONTENT_CHARS:
+        v.add(prefix + "content", f"must be at most {MAX_CONTENT_CHARS} characters")
+    if len(req.file_ids) > MAX_FILE_IDS:
+        v.add(prefix + "file_ids", f"may have at most {MAX_FILE_IDS} entries")
+    for i, file_id in enumerate(req.file_ids):
+        check_id(v, f"{prefix}file_ids[{i}]", file_id)
+    if req.HasField("metadata"):
+        check_metadata(v, prefix + "metadata", req.metadata.entries)
+
+
 def check_create(req: pb.CreateMessageRequest, allowed_headers: Iterable[str]) -> None:
     v = Violations()
     check_id(v, "thread_id", req.thread_id)
-    if req.role == pb.ROLE_UNSPECIFIED:
-        v.add("role", "is required: ROLE_USER or ROLE_ASSISTANT")
-    elif req.role not in ROLE_NAMES:
-        v.add("role", "must be ROLE_USER or ROLE_ASSISTANT")
-    if not req.content:
-        v.add("content", "is required and must not be empty")
-    elif len(req.content) > MAX_CONTENT_CHARS:
-        v.add("content", f"must be at most {MAX_CONTENT_CHARS} characters")
-    if len(req.file_ids) > MAX_FILE_IDS:
-        v.add("file_ids", f"may have at most {MAX_FILE_IDS} entries")
-    for i, file_id in enumerate(req.file_ids):
-        check_id(v, f"file_ids[{i}]", file_id)
-    if req.HasField("metadata"):
-        check_metadata(v, "metadata", req.metadata.entries)
+    check_message_body(v, "", req)
     if req.request_id and (len(req.request_id) > MAX_ID_LENGTH or not req.request_id.isprintable()):
         v.add("request_id", f"must be printable and at most {MAX_ID_LENGTH} characters")
     check_options(v, req.options, allowed_headers=allowed_headers,

@@ -30,21 +30,29 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.context import CallContext
 from gateway.errors import GatewayError
 from gateway.headers import GATEWAY_REQUEST_ID
 from gateway.operations.messages import MessageOperations
+from gateway.operations.threads import ThreadOperations
 from gateway.pipeline import Pipeline
 from gateway.rest import requests as parse
 from gateway.rest.errors import error_envelope, error_headers, error_line, http_exception_envelope
-from gateway.upstream import wire
+from gateway.upstream import wire, wire_threads
 
 __all__ = ["ROUTES", "RestApi", "create_app"]
 
 NDJSON = "application/x-ndjson"
 
-#: (RPC name, HTTP method, path): the proto's google.api.http annotations, route by route.
+#: (RPC name, HTTP method, path): the proto's google.api.http annotations, route by route. The
+#: adopt route comes before the thread's own path, which would otherwise take ``{id}:adopt``.
 ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("CreateThread", "POST", "/v1/threads"),
+    ("AdoptThread", "POST", "/v1/threads/{thread_id}:adopt"),
+    ("GetThread", "GET", "/v1/threads/{thread_id}"),
+    ("UpdateThread", "POST", "/v1/threads/{thread_id}"),
+    ("DeleteThread", "DELETE", "/v1/threads/{thread_id}"),
     ("CreateMessage", "POST", "/v1/threads/{thread_id}/messages"),
     ("GetMessage", "GET", "/v1/threads/{thread_id}/messages/{message_id}"),
     ("UpdateMessage", "POST", "/v1/threads/{thread_id}/messages/{message_id}"),
@@ -83,8 +91,16 @@ class RestApi:
         self._pipeline = pipeline
 
     def routes(self) -> list[Route]:
-        ops = self._ops
+        ops, threads = self._ops, ThreadOperations(self._ops)
         table: dict[str, tuple[Translate, Callable[..., Any], Render]] = {
+            "CreateThread": (_create_thread, threads.create_thread, wire_threads.thread_to_json),
+            "GetThread": (_thread(pb.GetThreadRequest), threads.get_thread,
+                          wire_threads.thread_to_json),
+            "UpdateThread": (_update_thread, threads.update_thread, wire_threads.thread_to_json),
+            "DeleteThread": (_thread(pb.DeleteThreadRequest), threads.delete_thread,
+                             wire_threads.thread_deleted_to_json),
+            "AdoptThread": (_thread(pb.AdoptThreadRequest), threads.adopt_thread,
+                            wire_threads.thread_to_json),
             "CreateMessage": (_create_message, ops.create_message, wire.message_to_json),
             "GetMessage": (_get_message, ops.get_message, wire.message_to_json),
             "UpdateMessage": (_update_message, ops.update_message, wire.message_to_json),
@@ -179,6 +195,25 @@ async def _update_message(request: Request) -> Any:
     return parse.update_message_request(_path(request, "thread_id"),
                                         _path(request, "message_id"), body,
                                         request.query_params.multi_items())
+
+
+async def _create_thread(request: Request) -> Any:
+    body = await parse.read_json_object(request)
+    return parse.create_thread_request(body, request.query_params.multi_items())
+
+
+async def _update_thread(request: Request) -> Any:
+    body = await parse.read_json_object(request)
+    return parse.update_thread_request(_path(request, "thread_id"), body,
+                                       request.query_params.multi_items())
+
+
+def _thread(cls: type[Any]) -> Translate:
+    async def translate(request: Request) -> Any:
+        return parse.thread_request(cls, _path(request, "thread_id"),
+                                    request.query_params.multi_items())
+
+    return translate
 
 
 def _list_messages(*, stream: bool) -> Translate:

@@ -275,3 +275,56 @@ def list_message_files_request(
     options = _options(items, modelled)
     cls = pb.StreamMessageFilesRequest if stream else pb.ListMessageFilesRequest
     return cls(options=options, **fields)
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+_THREAD_FIELDS = ("messages", "metadata")
+
+
+def create_thread_request(
+    body: Mapping[str, Any], query: Iterable[tuple[str, str]] = (),
+) -> pb.CreateThreadRequest:
+    _reject_unknown(body, _THREAD_FIELDS)
+    req = pb.CreateThreadRequest(options=_options(query))
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise _type_error("messages", "an array of objects", messages)
+        for i, item in enumerate(messages):
+            if not isinstance(item, dict):
+                raise _type_error(f"messages[{i}]", "an object", item)
+            try:
+                one = create_message_request("", item)
+            except InvalidArgument as exc:
+                raise _prefixed(exc, f"messages[{i}]") from None
+            req.messages.add(role=one.role, content=one.content, file_ids=one.file_ids,
+                             metadata=one.metadata if one.HasField("metadata") else None)
+    if body.get("metadata") is not None:
+        _metadata(body["metadata"], req.metadata)
+    return req
+
+
+def _prefixed(exc: InvalidArgument, prefix: str) -> InvalidArgument:
+    """An error of one of CreateThread's messages, naming ``messages[i].<field>``."""
+    violations = [FieldViolation(f"{prefix}.{v.field}", v.description)
+                  for v in exc.details.field_violations]
+    return InvalidArgument(f"{prefix}: {exc.message}", reason=exc.details.reason,
+                           field_violations=violations or [FieldViolation(prefix, exc.message)])
+
+
+def update_thread_request(
+    thread_id: str, body: Mapping[str, Any], query: Iterable[tuple[str, str]] = (),
+) -> pb.UpdateThreadRequest:
+    _reject_unknown(body, ("metadata",))
+    req = pb.UpdateThreadRequest(thread_id=thread_id, options=_options(query))
+    if body.get("metadata") is not None:
+        _metadata(body["metadata"], req.metadata)
+    return req
+
+
+def thread_request(
+    cls: type[Any], thread_id: str, query: Iterable[tuple[str, str]] = (),
+) -> Any:
+    """GetThread, DeleteThread or AdoptThread: the id and pass-through query parameters."""
+    return cls(thread_id=thread_id, options=_options(query))

@@ -1,4 +1,5 @@
-"""The gRPC face: every MessagesService method → the call pipeline, transport details only.
+"""The gRPC face: every MessagesService and ThreadsService method → the call pipeline, transport
+details only.
 
 Per call, in: the method name, the request metadata, ``context.peer`` (asked for lazily), the
 deadline (``context.time_remaining()``) and the ids the request names; out: the response or the
@@ -6,9 +7,10 @@ stream's pages, the response metadata (``x-gateway-request-id`` and the upstream
 headers) as trailers, or the pipeline's ``GatewayError`` as a status with details
 (``gateway.rpc.status``). Policy lives in ``gateway.pipeline``, not here.
 
-Handlers are registered directly from the contract's service descriptor (no server interceptor):
-an installed grpc.aio interceptor costs an ``intercept_service`` round per call. Each method
-calls the ``MessageOperations`` method of the same name in snake case.
+Handlers are registered directly from the contract's service descriptors (no server
+interceptor): an installed grpc.aio interceptor costs an ``intercept_service`` round per call.
+Each method calls the operations method of the same name in snake case (``MessageOperations``,
+``ThreadOperations``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gateway.pipeline import Pipeline
 from gateway.rpc.status import to_grpc_status
 
 SERVICE = pb.DESCRIPTOR.services_by_name["MessagesService"]
+THREADS_SERVICE = pb.DESCRIPTOR.services_by_name["ThreadsService"]
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
@@ -48,16 +51,17 @@ async def _abort(context: grpc.aio.ServicerContext, ctx: CallContext, exc: Gatew
 
 
 class GrpcFace:
-    """Builds the method handlers of MessagesService over one pipeline and its operations."""
+    """Builds the method handlers of the contract's services over one pipeline: ``services``
+    maps each service descriptor to the object holding its operations."""
 
-    def __init__(self, pipeline: Pipeline, operations: Any) -> None:
+    def __init__(self, pipeline: Pipeline, services: dict[Any, Any]) -> None:
         self._pipeline = pipeline
-        self._operations = operations
+        self._services = services
 
     def _open(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> CallContext:
         return self._pipeline.open(
             name, "grpc", context.invocation_metadata() or (), peer=context.peer,
-            timeout=context.time_remaining(), thread_id=request.thread_id,
+            timeout=context.time_remaining(), thread_id=getattr(request, "thread_id", ""),
             message_id=getattr(request, "message_id", ""))
 
     def _unary(self, name: str, operation: Any) -> Behavior:
@@ -107,13 +111,14 @@ class GrpcFace:
 
         return behavior
 
-    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """Method name → handler, for every method of the contract's service."""
+    def handlers(self, service: Any) -> dict[str, grpc.RpcMethodHandler]:
+        """Method name → handler, for every method of one of the contract's services."""
         handlers: dict[str, grpc.RpcMethodHandler] = {}
-        for method in SERVICE.methods:
+        operations = self._services[service]
+        for method in service.methods:
             request_type = getattr(pb, method.input_type.name)
             response_type = getattr(pb, method.output_type.name)
-            operation = getattr(self._operations, operation_name(method.name))
+            operation = getattr(operations, operation_name(method.name))
             if method.server_streaming:
                 handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                     self._stream(method.name, operation),
@@ -127,7 +132,8 @@ class GrpcFace:
         return handlers
 
     def register(self, server: grpc.aio.Server) -> None:
-        handlers = self.handlers()
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
-        server.add_registered_method_handlers(SERVICE.full_name, handlers)
+        for service in self._services:
+            handlers = self.handlers(service)
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+            server.add_registered_method_handlers(service.full_name, handlers)

@@ -16,10 +16,12 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.config import ServerSettings
 from gateway.operations.messages import MessageOperations
+from gateway.operations.threads import ThreadOperations
 from gateway.pipeline import Pipeline
-from gateway.rpc.face import SERVICE, GrpcFace
+from gateway.rpc.face import SERVICE, THREADS_SERVICE, GrpcFace
 
 SERVICE_NAME = SERVICE.full_name
+THREADS_SERVICE_NAME = THREADS_SERVICE.full_name
 
 
 class GrpcServer:
@@ -46,12 +48,15 @@ class GrpcServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
             ],
         )
-        GrpcFace(self.pipeline, operations).register(self.server)
+        GrpcFace(self.pipeline, {SERVICE: operations,
+                                 THREADS_SERVICE: ThreadOperations(operations)}).register(
+            self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             reflection.enable_server_reflection(
-                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+                (SERVICE_NAME, THREADS_SERVICE_NAME, health.SERVICE_NAME,
+                 reflection.SERVICE_NAME), self.server
             )
         self._credentials = credentials
         self.port = 0
@@ -63,7 +68,7 @@ class GrpcServer:
         else:
             self.port = self.server.add_secure_port(listen, self._credentials)
         await self.server.start()
-        for service in ("", SERVICE_NAME):
+        for service in ("", SERVICE_NAME, THREADS_SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 

@@ -93,12 +93,12 @@ async def _serve(kind: str) -> None:
             message = await pb_grpc.MessagesServiceStub(ch).GetMessage(
                 pb.GetMessageRequest(thread_id=thread["id"], message_id=created["id"]))
         from gateway.pipeline import Pipeline
-        from gateway.rpc.face import GrpcFace
+        from gateway.rpc.face import SERVICE, GrpcFace
 
         floor = grpc.aio.server()
         if kind == "floor-interceptor":
-            GrpcFace(Pipeline(None, default_timeout=60.0), _MemoryOperations(message)).register(
-                floor)
+            GrpcFace(Pipeline(None, default_timeout=60.0),
+                     {SERVICE: _MemoryOperations(message)}).register(floor)
         else:
             pb_grpc.add_MessagesServiceServicer_to_server(_Floor(message), floor)
         port = floor.add_insecure_port("127.0.0.1:0")

@@ -45,8 +45,10 @@ def bearer(key: str) -> tuple[tuple[str, str]]:
 def auth_settings(emulator: EmulatorServer, store_path: Path, **auth: object) -> Settings:
     base = gateway_settings(emulator)
     # Limits off unless a test asks: load tests must see auth outcomes, not the limiter's.
+    # Threads open unless a test asks: these tests make their threads on the emulator directly
+    # (the ownership tests, tests/operations/test_ownership.py, make them through the gateway).
     values = {"enabled": True, "store_path": str(store_path), "reload_seconds": RELOAD_SECONDS,
-              "rate_per_second": 0.0, "failed_auth_limit": 0, **auth}
+              "rate_per_second": 0.0, "failed_auth_limit": 0, "thread_access": "open", **auth}
     return dataclasses.replace(base, auth=AuthSettings(**values))  # type: ignore[arg-type]
 
 

@@ -66,7 +66,7 @@ def test_cli_revoke_by_key_id_and_by_consumer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [
     ("create", "--consumer", "bad name"),
-    ("create", "--consumer", "ok", "--scopes", "admin"),
+    ("create", "--consumer", "ok", "--scopes", "superuser"),
     ("create", "--consumer", "ok", "--profile", "../etc"),
     ("revoke", "--key-id", "not-hex"),
     ("revoke", "--consumer", "nobody"),

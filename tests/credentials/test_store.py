@@ -35,7 +35,7 @@ def test_store_missing_file_is_empty(tmp_path: Path) -> None:
     ("[]", "version"),
     ('{"version": 2}', "version"),
     ('{"version": 1, "consumers": {"a b": {}}}', "consumer id"),
-    ('{"version": 1, "consumers": {"a": {"scopes": ["admin"]}}}', "consumers.a.scopes"),
+    ('{"version": 1, "consumers": {"a": {"scopes": ["superuser"]}}}', "consumers.a.scopes"),
     ('{"version": 1, "consumers": {"a": {"burst": -1}}}', "consumers.a.burst"),
     ('{"version": 1, "consumers": {"a": {"keys": [{"key_id": "0123456789abcdef", '
      '"hash": "xyz", "created": 1}]}}}', "consumers.a.keys[0].hash"),

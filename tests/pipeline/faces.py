@@ -92,7 +92,11 @@ class GrpcDriver(Driver):
     face = "grpc"
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._stub = pb_grpc.MessagesServiceStub(channel)
+        self._messages = pb_grpc.MessagesServiceStub(channel)
+        self._threads = pb_grpc.ThreadsServiceStub(channel)
+
+    def _method(self, rpc: str) -> Any:
+        return getattr(self._threads if rpc.endswith("Thread") else self._messages, rpc)
 
     def _request(self, call: Call) -> Any:
         fields: dict[str, Any] = dict(call.ids)
@@ -103,6 +107,11 @@ class GrpcDriver(Driver):
                 value = _ORDERS[value]
             elif name == "metadata":
                 value = pb.Metadata(entries=value)
+            elif name == "messages":
+                value = [pb.ThreadMessage(
+                    role=_ROLES[m["role"]], content=m["content"], file_ids=m.get("file_ids", ()),
+                    metadata=pb.Metadata(entries=m["metadata"]) if "metadata" in m else None)
+                    for m in value]
             fields[name] = value
         options = pb.RequestOptions(extra_query=call.extra_query,
                                     extra_headers=call.extra_headers)
@@ -132,7 +141,7 @@ class GrpcDriver(Driver):
         return outcome
 
     async def call(self, call: Call) -> Outcome:
-        method = getattr(self._stub, call.rpc)
+        method = self._method(call.rpc)
         rpc = method(self._request(call), metadata=_metadata(call), timeout=10)
         try:
             response = await rpc
@@ -144,7 +153,7 @@ class GrpcDriver(Driver):
 
     async def stream(self, call: Call,
                      after_first: Callable[[], Awaitable[None]] | None = None) -> Outcome:
-        method = getattr(self._stub, call.rpc)
+        method = self._method(call.rpc)
         rpc = method(self._request(call), metadata=_metadata(call), timeout=20)
         outcome = Outcome("OK")
         try:

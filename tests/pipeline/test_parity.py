@@ -281,14 +281,21 @@ async def idempotency_key(env: Env, face: Driver) -> Outcome:
                                       "upstream": env.emulator.log.count("createMessage") - before})
 
 
+#: Every method a writer may call, the thread's deletion last.
+EVERY_METHOD = [*(rpc for rpc, _, _ in ROUTES if not rpc.endswith("Thread")),
+                "CreateThread", "GetThread", "UpdateThread", "DeleteThread"]
+
+
 def _every_method(thread_id: str, message_id: str, file_id: str) -> list[Call]:
     ids = {"thread_id": thread_id, "message_id": message_id, "file_id": file_id}
+    paths = {rpc: path for rpc, _, path in ROUTES}
     calls = []
-    for rpc, verb, path in ROUTES:
+    for rpc in EVERY_METHOD:
+        path = paths[rpc]
         body = None
         if rpc == "CreateMessage":
             body = {"role": "user", "content": "q"}
-        elif rpc == "UpdateMessage":
+        elif rpc in ("UpdateMessage", "UpdateThread", "CreateThread"):
             body = {"metadata": {"k": "v"}}
         used = {k: v for k, v in ids.items() if "{" + k + "}" in path}
         calls.append(Call(rpc, used, body))
@@ -393,7 +400,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outcome]] = {
         "cache": ["miss", "hit", "miss", "bypass", "hit"], "upstream": 3})),
     "idempotency key": (idempotency_key, Outcome("OK", extra={"same": True, "upstream": 1})),
     "extra_query on every method": (extra_query_everywhere, Outcome("OK", extra={
-        rpc: ("OK", True) for rpc, _, _ in ROUTES})),
+        rpc: ("OK", True) for rpc in EVERY_METHOD})),
     "extra_body with unknown fields": (extra_body_refused, Outcome(
         "INVALID_ARGUMENT", field="surprise",
         extra={"update": ("INVALID_ARGUMENT", "shadow"), "upstream": 0})),

@@ -22,19 +22,23 @@ from tests.conftest import gateway_settings
 from tests.rest.conftest import BETA, base_url, new_thread
 
 
+SERVICES = ("MessagesService", "ThreadsService")
+
+
 def _annotated_routes() -> set[tuple[str, str, str]]:
     found = set()
-    service = pb.DESCRIPTOR.services_by_name["MessagesService"]
-    for method in service.methods:
-        rule = method.GetOptions().Extensions[annotations_pb2.http]
-        verb = rule.WhichOneof("pattern")
-        found.add((method.name, verb.upper(), getattr(rule, verb)))
+    for name in SERVICES:
+        for method in pb.DESCRIPTOR.services_by_name[name].methods:
+            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            verb = rule.WhichOneof("pattern")
+            found.add((method.name, verb.upper(), getattr(rule, verb)))
     return found
 
 
 async def test_routes_match_the_proto_http_annotations_exactly(emulator: EmulatorServer) -> None:
     annotated = _annotated_routes()
-    assert len(annotated) == len(pb.DESCRIPTOR.services_by_name["MessagesService"].methods) == 8
+    assert len(annotated) == sum(
+        len(pb.DESCRIPTOR.services_by_name[name].methods) for name in SERVICES) == 13
     assert set(ROUTES) == annotated
     upstream = UpstreamClient(gateway_settings(emulator).upstream, default_timeout=5.0)
     try:

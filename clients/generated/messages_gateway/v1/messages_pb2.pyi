@@ -377,3 +377,81 @@ class StreamMessageFilesRequest(_message.Message):
     max_items: int
     options: RequestOptions
     def __init__(self, thread_id: _Optional[str] = ..., message_id: _Optional[str] = ..., limit: _Optional[int] = ..., order: _Optional[_Union[Order, str]] = ..., after: _Optional[str] = ..., before: _Optional[str] = ..., max_items: _Optional[int] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...
+
+class Thread(_message.Message):
+    __slots__ = ("id", "object", "created_at", "metadata")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    object: str
+    created_at: int
+    metadata: Metadata
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created_at: _Optional[int] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ...) -> None: ...
+
+class ThreadMessage(_message.Message):
+    __slots__ = ("role", "content", "file_ids", "metadata")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    role: Role
+    content: str
+    file_ids: _containers.RepeatedScalarFieldContainer[str]
+    metadata: Metadata
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ...) -> None: ...
+
+class CreateThreadRequest(_message.Message):
+    __slots__ = ("messages", "metadata", "options")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ThreadMessage]
+    metadata: Metadata
+    options: RequestOptions
+    def __init__(self, messages: _Optional[_Iterable[_Union[ThreadMessage, _Mapping]]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...
+
+class GetThreadRequest(_message.Message):
+    __slots__ = ("thread_id", "options")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    options: RequestOptions
+    def __init__(self, thread_id: _Optional[str] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...
+
+class UpdateThreadRequest(_message.Message):
+    __slots__ = ("thread_id", "metadata", "options")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    metadata: Metadata
+    options: RequestOptions
+    def __init__(self, thread_id: _Optional[str] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...
+
+class DeleteThreadRequest(_message.Message):
+    __slots__ = ("thread_id", "options")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    options: RequestOptions
+    def __init__(self, thread_id: _Optional[str] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...
+
+class DeleteThreadResponse(_message.Message):
+    __slots__ = ("id", "object", "deleted")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    object: str
+    deleted: bool
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class AdoptThreadRequest(_message.Message):
+    __slots__ = ("thread_id", "options")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    options: RequestOptions
+    def __init__(self, thread_id: _Optional[str] = ..., options: _Optional[_Union[RequestOptions, _Mapping]] = ...) -> None: ...

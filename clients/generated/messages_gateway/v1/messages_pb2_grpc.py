@@ -410,3 +410,274 @@ class MessagesService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ThreadsServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Threads
+    ---------------------------------------------------------------------------------------------
+
+    ThreadsService proxies the upstream thread operations, one RPC per upstream operation, plus
+    AdoptThread, the audited administrator's step that gives a thread made outside the gateway
+    an owner.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateThread = channel.unary_unary(
+                '/messages_gateway.v1.ThreadsService/CreateThread',
+                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
+                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/messages_gateway.v1.ThreadsService/GetThread',
+                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                _registered_method=True)
+        self.UpdateThread = channel.unary_unary(
+                '/messages_gateway.v1.ThreadsService/UpdateThread',
+                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
+                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                _registered_method=True)
+        self.DeleteThread = channel.unary_unary(
+                '/messages_gateway.v1.ThreadsService/DeleteThread',
+                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
+                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
+                _registered_method=True)
+        self.AdoptThread = channel.unary_unary(
+                '/messages_gateway.v1.ThreadsService/AdoptThread',
+                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
+                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                _registered_method=True)
+
+
+class ThreadsServiceServicer:
+    """---------------------------------------------------------------------------------------------
+    Threads
+    ---------------------------------------------------------------------------------------------
+
+    ThreadsService proxies the upstream thread operations, one RPC per upstream operation, plus
+    AdoptThread, the audited administrator's step that gives a thread made outside the gateway
+    an owner.
+    """
+
+    def CreateThread(self, request, context):
+        """Creates a thread, optionally with initial messages (POST /v1/threads).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """Retrieves a thread (GET /v1/threads/{thread_id}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateThread(self, request, context):
+        """Replaces a thread's metadata (POST /v1/threads/{thread_id}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteThread(self, request, context):
+        """Deletes a thread and its messages (DELETE /v1/threads/{thread_id}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdoptThread(self, request, context):
+        """Gives a thread made outside the gateway to the caller's tenant (or consumer); needs the
+        `admin` scope (POST /v1/threads/{thread_id}:adopt).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ThreadsServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateThread,
+                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.FromString,
+                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.FromString,
+                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+            ),
+            'UpdateThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateThread,
+                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.FromString,
+                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+            ),
+            'DeleteThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteThread,
+                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.FromString,
+                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.SerializeToString,
+            ),
+            'AdoptThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdoptThread,
+                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.FromString,
+                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'messages_gateway.v1.ThreadsService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('messages_gateway.v1.ThreadsService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ThreadsService:
+    """---------------------------------------------------------------------------------------------
+    Threads
+    ---------------------------------------------------------------------------------------------
+
+    ThreadsService proxies the upstream thread operations, one RPC per upstream operation, plus
+    AdoptThread, the audited administrator's step that gives a thread made outside the gateway
+    an owner.
+    """
+
+    @staticmethod
+    def CreateThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messages_gateway.v1.ThreadsService/CreateThread',
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messages_gateway.v1.ThreadsService/GetThread',
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messages_gateway.v1.ThreadsService/UpdateThread',
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messages_gateway.v1.ThreadsService/DeleteThread',
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdoptThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messages_gateway.v1.ThreadsService/AdoptThread',
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
+            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
