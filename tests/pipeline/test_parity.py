@@ -137,8 +137,9 @@ async def stream_limit(env: Env, face: Driver) -> Outcome:
 
 
 async def _interrupted_stream(env: Env, face: Driver, key: str,
-                              interrupt: Callable[[], Awaitable[None]], **params: Any) -> Outcome:
-    thread_id = await new_thread(env.emulator)
+                              interrupt: Callable[[], Awaitable[None]], thread_id: str = "",
+                              **params: Any) -> Outcome:
+    thread_id = thread_id or await new_thread(env.emulator)
     ids = seed(env, thread_id, 40)
     env.emulator.faults.set_latency("listMessages", 0.25)
     call = Call("StreamMessages", {"thread_id": thread_id},
@@ -182,6 +183,22 @@ async def expired_stream(env: Env, face: Driver) -> Outcome:
         await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
 
     return await _interrupted_stream(env, face, key, expire)
+
+
+async def thread_deleted_mid_stream(env: Env, face: Driver) -> Outcome:
+    thread_id = ""
+
+    async def delete() -> None:
+        gone = await face.call(Call("DeleteThread", {"thread_id": thread_id}, key=env.writer))
+        assert gone.code == "OK"
+
+    made = await face.call(Call("CreateThread", {}, {}, key=env.writer))
+    (thread_id,) = made.ids
+    outcome = await _interrupted_stream(env, face, env.reader, delete, thread_id=thread_id)
+    # The upstream's own error: gRPC names the reason UPSTREAM_NOT_FOUND, REST keeps the
+    # upstream's envelope (its code is null), as for every upstream error.
+    outcome.reason = None
+    return outcome
 
 
 async def _drained_stream(env: Env, face_name: str, **params: Any) -> Outcome:
@@ -393,6 +410,9 @@ SCENARIOS: dict[str, tuple[Scenario, Outcome]] = {
         "UNAVAILABLE", "GATEWAY_DRAINING", resume=("after", "<edge>"), extra={"delivered": 5})),
     "SIGTERM with a backward stream open": (drained_backward, Outcome(
         "UNAVAILABLE", "GATEWAY_DRAINING", resume=("before", "<edge>"), extra={"delivered": 5})),
+    # The second page was read upstream (prefetched) before the delete: ten arrive.
+    "thread deleted while a stream walks it": (thread_deleted_mid_stream, Outcome(
+        "NOT_FOUND", None, resume=("after", "<edge>"), extra={"delivered": 10})),
     "audit and call lines": (audit_line, Outcome("OK", extra={
         "event": "audit", "log_level": "info", "method": "CreateMessage", "consumer": "writer",
         "key_id": None, "profile": "default", "outcome": "OK", "call_line": []})),
