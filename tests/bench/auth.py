@@ -20,7 +20,9 @@ parse, key-id lookup, the SHA-256 check (first call) or the comparison with the 
 scope check, the local token bucket (limit high enough never to refuse), the audit decision. The
 consumer sends its key as clients/ does (a ``grpc.aio.Metadata`` built once).
 Run alone with ``python -m tests.bench.auth``; ``--same`` makes both arms auth-off (the method's
-own bias and spread: it should read 1.00).
+own bias and spread: it should read 1.00). ``run(mode="ownership")`` (``tests.bench.ownership``)
+measures thread ownership the same way: both arms auth on, ``thread_access`` "open" against
+"tenant" (the thread stamped as the bench consumer's tenant's).
 """
 
 from __future__ import annotations
@@ -78,8 +80,13 @@ async def _ready(port: int, timeout: float = 20.0) -> None:
         await asyncio.wait_for(channel.channel_ready(), timeout)
 
 
-def _serve_both(base: str, store_path: str, ports: dict[str, int], same: bool) -> None:
-    """The gateway process: an auth-off and an auth-on gateway on one event loop."""
+#: What each mode's two arms are: "off" is the baseline, "on" what is measured.
+MODES = ("auth", "same", "ownership")
+
+
+def _serve_both(base: str, store_path: str, ports: dict[str, int], mode: str) -> None:
+    """The gateway process: the mode's two gateways (auth off and on, by default) on one
+    event loop."""
     from gateway.app import start_gateway
     from gateway.config import (AuthSettings, LoggingSettings, ServerSettings, Settings,
                                 UpstreamSettings)
@@ -90,8 +97,12 @@ def _serve_both(base: str, store_path: str, ports: dict[str, int], same: bool) -
     configure_logging(LoggingSettings(level="error"))
 
     def settings(name: str) -> Settings:
-        auth = AuthSettings() if same or name == "off" else AuthSettings(
-            enabled=True, store_path=store_path)
+        if mode == "ownership":
+            auth = AuthSettings(enabled=True, store_path=store_path,
+                                thread_access="tenant" if name == "on" else "open")
+        else:
+            auth = AuthSettings() if mode == "same" or name == "off" else AuthSettings(
+                enabled=True, store_path=store_path)
         return Settings(server=ServerSettings(grpc_listen=f"127.0.0.1:{ports[name]}"),
                         upstream=UpstreamSettings(base_url=base, api_key=UPSTREAM_KEY),
                         logging=LoggingSettings(level="error"), auth=auth)
@@ -135,18 +146,19 @@ async def _round(stub: pb_grpc.MessagesServiceStub, request: pb.GetMessageReques
 
 
 async def _process(path: Path, secret: str, base: str, request: pb.GetMessageRequest,
-                same: bool) -> dict[str, list[dict[str, Any]]]:
+                mode: str) -> dict[str, list[dict[str, Any]]]:
     """One fresh gateway process hosting both arms, measured in ABBA rounds."""
     ports = {"off": _port(), "on": _port()}
     context = multiprocessing.get_context("spawn")
-    server = context.Process(target=_serve_both, args=(base, str(path), ports, same))
+    server = context.Process(target=_serve_both, args=(base, str(path), ports, mode))
     server.start()
     try:
         for port in ports.values():
             await _ready(port)
         process = psutil.Process(server.pid)
-        header = None if same else grpc.aio.Metadata(("authorization", f"Bearer {secret}"))
-        metadata = {"off": None, "on": header}
+        header = grpc.aio.Metadata(("authorization", f"Bearer {secret}"))
+        metadata = {"off": header if mode == "ownership" else None,
+                    "on": None if mode == "same" else header}
         channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
                     for name, port in ports.items()}
         try:
@@ -182,7 +194,17 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-async def run(same: bool = False) -> list[dict[str, Any]]:
+def _owner_metadata() -> dict[str, str]:
+    """The stamp the tenant-mode arm expects on the bench consumer's thread."""
+    from gateway.context import CallContext
+    from gateway.operations.ownership import OWNER_KEY, Ownership
+
+    return {OWNER_KEY: Ownership("tenant").stamp(CallContext(method="bench"))}
+
+
+async def run(same: bool = False, mode: str | None = None) -> list[dict[str, Any]]:
+    mode = mode or ("same" if same else "auth")
+    assert mode in MODES
     with tempfile.TemporaryDirectory() as tmp:
         key = generate_key()
         path = Path(tmp) / "credentials.json"
@@ -198,7 +220,9 @@ async def run(same: bool = False) -> list[dict[str, Any]]:
             async with httpx.AsyncClient(base_url=base, headers=headers, trust_env=False) as http:
                 for _ in range(200):
                     try:
-                        thread = (await http.post("/threads", json={})).json()["id"]
+                        thread = (await http.post("/threads", json={
+                            "metadata": _owner_metadata() if mode == "ownership" else {}}
+                        )).json()["id"]
                         break
                     except httpx.TransportError:
                         await asyncio.sleep(0.05)
@@ -207,7 +231,8 @@ async def run(same: bool = False) -> list[dict[str, Any]]:
                 message = (await http.post(f"/threads/{thread}/messages",
                                            json={"role": "user", "content": "bench"})).json()["id"]
             request = pb.GetMessageRequest(thread_id=thread, message_id=message)
-            processes = [await _process(path, key.secret, base, request, same) for _ in range(PROCESSES)]
+            processes = [await _process(path, key.secret, base, request, mode)
+                         for _ in range(PROCESSES)]
         finally:
             _stop(emulator)
 
@@ -217,13 +242,16 @@ async def run(same: bool = False) -> list[dict[str, Any]]:
                 for p in processes]
 
     time_ratios, cpu_ratios = ratios("us_per_call"), ratios("cpu_us_per_call")
-    label = {"off": "auth off", "on": "auth off (twin)" if same else "auth on"}
+    label = {"auth": {"off": "auth off", "on": "auth on"},
+             "same": {"off": "auth off", "on": "auth off (twin)"},
+             "ownership": {"off": "threads open", "on": "threads owned by tenant"}}[mode]
+    bench = "ownership" if mode == "ownership" else "auth"
     rows = []
     for arm in ("off", "on"):
         measured = [r for p in processes for r in p[arm]]
         latencies = sorted(x for r in measured for x in r["latencies"])
         rows.append({
-            "benchmark": "auth", "case": f"GetMessage unary, {label[arm]}",
+            "benchmark": bench, "case": f"GetMessage unary, {label[arm]}",
             "concurrency": CONCURRENCY, "rounds": ROUNDS * PROCESSES,
             "requests": sum(r["calls"] for r in measured),
             "errors": sum(r["errors"] for r in measured),
@@ -232,12 +260,12 @@ async def run(same: bool = False) -> list[dict[str, Any]]:
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
             "cpu_us_per_call": round(statistics.median(r["cpu_us_per_call"] for r in measured), 1),
             "ratio": round(statistics.median(time_ratios), 3) if arm == "on" else 1.0,
-            "target": ("~1.00" if same else "<= 1.05") if arm == "on" else "baseline",
+            "target": ("~1.00" if mode == "same" else "<= 1.05") if arm == "on" else "baseline",
             **({"process_ratios": [round(r, 3) for r in time_ratios]} if arm == "on" else {}),
         })
     rows.append({
-        "benchmark": "auth",
-        "case": f"GetMessage unary, {label['on']} / auth off by CPU per call "
+        "benchmark": bench,
+        "case": f"GetMessage unary, {label['on']} / {label['off']} by CPU per call "
                 "(consumer + gateway process)",
         "process_ratios": [round(r, 3) for r in cpu_ratios],
         "ratio": round(statistics.median(cpu_ratios), 3), "target": "-",
