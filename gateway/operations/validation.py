@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.config import FORBIDDEN_EXTRA_HEADERS
+from gateway.enums import ORDER, ROLE
 from gateway.errors import FieldViolation, InvalidArgument
 
 MAX_ID_LENGTH = 256
@@ -30,8 +31,9 @@ MAX_METADATA_VALUE_CHARS = 512
 _ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~\-]+")
 
-ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, pb.ORDER_ASC: "asc", pb.ORDER_DESC: "desc"}
-ROLE_NAMES = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
+#: Unspecified is the upstream default: no ``order`` parameter is sent.
+ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, **ORDER.to_wire}
+ROLE_NAMES = ROLE.to_wire
 
 
 class Violations:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.config import FORBIDDEN_EXTRA_HEADERS
+from gateway.enums import ORDER, ROLE
 from gateway.errors import FieldViolation, InvalidArgument
 
 #: Largest request body read. A maximal create (256,000 characters, each escaped as ``\\uXXXX``,
@@ -37,8 +38,8 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 _INT32_MAX = 2**31 - 1
 
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
-_ORDERS = {"asc": pb.ORDER_ASC, "desc": pb.ORDER_DESC}
-_ROLES = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
+_ORDERS = ORDER.from_wire
+_ROLES = ROLE.from_wire
 _CREATE_FIELDS = ("role", "content", "file_ids", "metadata")
 _UPDATE_FIELDS = ("metadata",)
 _LIST_FIELDS = frozenset({"limit", "order", "after", "before", "run_id"})

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.enums import INCOMPLETE_REASON, MESSAGE_STATUS, ROLE
 
 __all__ = [
     "WireFormatError",
@@ -101,22 +102,12 @@ def _rebuild_error(reason: str, path: tuple[str | int, ...]) -> WireFormatError:
 
 _MISSING: Any = object()
 
-_STATUS_FROM = {
-    "in_progress": pb.MESSAGE_STATUS_IN_PROGRESS,
-    "incomplete": pb.MESSAGE_STATUS_INCOMPLETE,
-    "completed": pb.MESSAGE_STATUS_COMPLETED,
-}
-_STATUS_TO = {v: k for k, v in _STATUS_FROM.items()}
-_ROLE_FROM = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
-_ROLE_TO = {v: k for k, v in _ROLE_FROM.items()}
-_REASON_FROM = {
-    "content_filter": pb.INCOMPLETE_REASON_CONTENT_FILTER,
-    "max_tokens": pb.INCOMPLETE_REASON_MAX_TOKENS,
-    "run_cancelled": pb.INCOMPLETE_REASON_RUN_CANCELLED,
-    "run_expired": pb.INCOMPLETE_REASON_RUN_EXPIRED,
-    "run_failed": pb.INCOMPLETE_REASON_RUN_FAILED,
-}
-_REASON_TO = {v: k for k, v in _REASON_FROM.items()}
+_STATUS_FROM = MESSAGE_STATUS.from_wire
+_STATUS_TO = MESSAGE_STATUS.to_wire
+_ROLE_FROM = ROLE.from_wire
+_ROLE_TO = ROLE.to_wire
+_REASON_FROM = INCOMPLETE_REASON.from_wire
+_REASON_TO = INCOMPLETE_REASON.to_wire
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
