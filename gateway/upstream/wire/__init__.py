@@ -19,6 +19,12 @@ Rules:
   (``data[3].content[0].type``) and the JSON *type* seen, never a value: values can be user content.
   Metadata keys are user content too, so metadata errors stop at ``metadata``.
 * Unknown extra keys are tolerated and dropped.
+* Metadata values that are not strings (the spec's schema for metadata is a bare object; its
+  description and the contract say strings) are kept as their compact JSON text: ``123`` ->
+  ``"123"``, ``true`` -> ``"true"``, ``null`` -> ``"null"``, objects and arrays as JSON. The pair is
+  neither dropped (the consumer would lose it unseen) nor allowed to fail the whole page; rendered
+  back it is a string. A value with no JSON text (NaN, a lone surrogate) is still an error.
+  Every value tolerated this way is counted and logged (``drift``).
 * ``object`` strings are kept as sent (not checked against ``thread.message`` etc.).
 * v1-era messages (before 2024-03-27) have no ``status``, ``incomplete_details``, ``completed_at``,
   ``incomplete_at``: those are tri-state (absent / null / value) on the proto and stay absent.
@@ -31,7 +37,8 @@ Rules:
 
 Layout: ``schema`` states the rules once, as tables, and names the first violation; ``decode`` is
 the hot path (in-place construction, protobuf's own type checks, the walker only once something
-failed); ``encode`` renders protos; ``errors`` holds ``WireFormatError``.
+failed); ``encode`` renders protos; ``drift`` counts and logs what is tolerated; ``errors``
+holds ``WireFormatError``.
 """
 
 from __future__ import annotations

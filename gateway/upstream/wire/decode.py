@@ -16,8 +16,9 @@ from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.enums import ANNOTATION_TYPE, CONTENT_PART_TYPE, INCOMPLETE_REASON, MESSAGE_STATUS, ROLE
-from gateway.upstream.wire import schema
-from gateway.upstream.wire.errors import WireFormatError
+from gateway.upstream.wire import drift, schema
+from gateway.upstream.wire.drift import json_text
+from gateway.upstream.wire.errors import WireFormatError, json_type
 
 _MISSING: Any = object()
 _STATUS = MESSAGE_STATUS.from_wire
@@ -104,6 +105,16 @@ def _image_file(c: pb.MessageContent, o: Any) -> None:
 _PART = _by_wire_type(CONTENT_PART_TYPE, {"text": _text, "image_file": _image_file})
 
 
+def _metadata_text(key: Any, value: Any) -> str:
+    """A metadata value that is not a string, as its JSON text (a key must still be a string)."""
+    if type(key) is not str:
+        raise _Mismatch
+    text = json_text(value)
+    text.encode("utf-8")  # a lone surrogate inside: refused like any other string
+    drift.tolerated("metadata_value", json_type(value))
+    return text
+
+
 def fill_message(m: pb.Message, o: Any) -> None:
     m.id = o["id"]
     m.object = o["object"]
@@ -155,7 +166,10 @@ def fill_message(m: pb.Message, o: Any) -> None:
             # Item by item: faster than ``update`` (which converts the mapping first).
             entries = m.metadata.entries
             for key, value in pairs:
-                entries[key] = value
+                try:
+                    entries[key] = value
+                except TypeError:
+                    entries[key] = _metadata_text(key, value)
         else:
             m.metadata.SetInParent()
 

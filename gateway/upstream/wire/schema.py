@@ -22,6 +22,7 @@ from gateway.enums import (
     ROLE,
     WireNames,
 )
+from gateway.upstream.wire.drift import json_text
 from gateway.upstream.wire.errors import INT64_MAX, INT64_MIN, WireFormatError, expected
 
 Path = tuple[str | int, ...]
@@ -189,7 +190,10 @@ class Tagged(Object):
 
 
 class Metadata(Rule):
-    """A map of strings. Keys are user content too, so every error stops at the map's path."""
+    """A map of strings; a value of another JSON type stands for its JSON text (``drift``).
+
+    Keys are user content too, so every error stops at the map's path.
+    """
 
     expected = "an object"
 
@@ -198,8 +202,13 @@ class Metadata(Rule):
 
     def check_value(self, value: Any, path: Path) -> None:
         for key, item in value.items():
-            if type(key) is not str or type(item) is not str:
-                raise WireFormatError("metadata keys and values must be strings", *path)
+            if type(key) is not str:
+                raise WireFormatError("metadata keys must be strings", *path)
+            if type(item) is not str:
+                try:
+                    item = json_text(item)
+                except ValueError:
+                    raise WireFormatError("metadata value has no JSON text", *path) from None
             try:
                 key.encode("utf-8")
                 item.encode("utf-8")
