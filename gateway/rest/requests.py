@@ -207,10 +207,16 @@ def create_message_request(
         req.role = _ROLES[role]
     if "content" in body:
         req.content = _text("content", body["content"])
-    file_ids = body.get("file_ids")
-    if file_ids is not None:
+    if "file_ids" in body:
+        # Refused here, as the upstream refuses them: the proto cannot carry an empty array (an
+        # empty repeated field is no field), and null is not a value of the schema's array.
+        file_ids = body["file_ids"]
         if not isinstance(file_ids, list):
             raise _type_error("file_ids", "an array of strings", file_ids)
+        if not file_ids:
+            raise _bad("file_ids", "Invalid 'file_ids': empty array. Expected an array with "
+                                   "minimum length 1, but got an empty array instead.",
+                       "empty_array")
         req.file_ids.extend(_text(f"file_ids[{i}]", f) for i, f in enumerate(file_ids))
     if body.get("metadata") is not None:
         _metadata(body["metadata"], req.metadata)

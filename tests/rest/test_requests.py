@@ -50,6 +50,9 @@ async def test_create_unparseable_body_is_400(
     ({"role": "user"}, "content", "invalid_argument"),
     ({"role": "user", "content": ""}, "content", "invalid_argument"),
     ({"role": "user", "content": "x", "file_ids": "file-a"}, "file_ids", "invalid_type"),
+    # The spec: minItems 1, not nullable; a proto cannot tell an empty repeated field from none.
+    ({"role": "user", "content": "x", "file_ids": []}, "file_ids", "empty_array"),
+    ({"role": "user", "content": "x", "file_ids": None}, "file_ids", "invalid_type"),
     ({"role": "user", "content": "x", "file_ids": ["f"] * 11}, "file_ids", "invalid_argument"),
     ({"role": "user", "content": "x", "file_ids": ["ok", 3]}, "file_ids[1]", "invalid_type"),
     ({"role": "user", "content": "x", "metadata": {"k": 1}}, "metadata", "invalid_type"),
