@@ -180,6 +180,11 @@ def _text(param: str, value: Any, expected: str = "a string") -> str:
 
 
 def _metadata(value: Any, target: pb.Metadata) -> None:
+    if value is None:
+        # The spec allows null, the contract cannot carry it (unset = not sent): refused rather
+        # than dropped, so no request goes upstream other than the one the consumer wrote.
+        raise _bad("metadata", "Invalid type for 'metadata': expected an object, but got null "
+                               "instead. Leave 'metadata' out to send none.", "invalid_type")
     if not isinstance(value, dict):
         raise _type_error("metadata", "an object", value)
     for key, item in value.items():
@@ -218,7 +223,7 @@ def create_message_request(
                                    "minimum length 1, but got an empty array instead.",
                        "empty_array")
         req.file_ids.extend(_text(f"file_ids[{i}]", f) for i, f in enumerate(file_ids))
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     key = headers.get(IDEMPOTENCY_HEADER)
     if key is not None:
@@ -233,7 +238,7 @@ def update_message_request(
     _reject_unknown(body, _UPDATE_FIELDS)
     req = pb.UpdateMessageRequest(thread_id=thread_id, message_id=message_id,
                                   options=_options(headers, allowed_headers))
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     return req
 
