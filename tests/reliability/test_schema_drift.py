@@ -87,3 +87,32 @@ async def test_drift_metadata_number_arrives_as_its_json_text_on_both_faces(
         assert [m["id"] for m in items] == ids
         assert items[1]["metadata"] == {"k": "123", "s": "v"}
         assert items[0]["content"][0]["text"]["value"] == "before"
+
+
+# -- content part types and roles the contract does not know --------------------------------------
+
+NEW_PARTS = [
+    {"type": "text", "text": {"value": "known", "annotations": []}},
+    {"type": "refusal", "refusal": "I cannot", "extra": {"n": 1}},
+    {"type": "image_url", "image_url": {"url": "https://example.test/x.png", "detail": "low"}},
+]
+
+
+async def test_drift_new_role_and_part_types_arrive_with_the_rest_of_the_page(
+        faces: Faces, emulator: EmulatorServer) -> None:
+    thread_id, ids = thread_with(emulator, {"role": "developer", "content": NEW_PARTS})
+    for messages in (await grpc_list(faces, thread_id), await grpc_stream(faces, thread_id)):
+        assert [m.id for m in messages] == ids
+        drifted = messages[1]
+        assert drifted.role == pb.ROLE_UNSPECIFIED and drifted.unknown_role == "developer"
+        assert [c.WhichOneof("part") for c in drifted.content] == ["text", "unknown", "unknown"]
+        assert [c.unknown.type for c in drifted.content[1:]] == ["refusal", "image_url"]
+        assert json.loads(drifted.content[1].unknown.json) == NEW_PARTS[1]
+        assert [m.role for m in (messages[0], messages[2])] == [pb.ROLE_USER, pb.ROLE_USER]
+    for items in (await rest_list(faces, thread_id), await rest_stream(faces, thread_id)):
+        assert [m["id"] for m in items] == ids
+        assert items[1]["role"] == "developer"
+        assert items[1]["content"] == NEW_PARTS  # re-rendered exactly as the upstream sent it
+        assert items[2]["content"][0]["text"]["value"] == "after"
+    one = await faces.http.get(f"/threads/{thread_id}/messages/{ids[1]}")
+    assert one.status_code == 200 and one.json()["content"] == NEW_PARTS

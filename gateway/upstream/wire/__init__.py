@@ -13,18 +13,25 @@ Pure functions over already-parsed JSON (``dict``/``list``/``str``/``int``/``boo
 Rules:
 
 * JSON that does not fit the spec schema (missing required field, wrong JSON type -- ``bool`` is not
-  an integer --, unknown enum value or part/annotation type, non-object where an object is
-  required, negative ``start_index``/``end_index``, an integer outside int64, a string protobuf
+  an integer --, unknown status, incomplete reason or annotation type, non-object where an object
+  is required, negative ``start_index``/``end_index``, an integer outside int64, a string protobuf
   cannot hold) raises ``WireFormatError``. Its message names the JSON path
   (``data[3].content[0].type``) and the JSON *type* seen, never a value: values can be user content.
   Metadata keys are user content too, so metadata errors stop at ``metadata``.
 * Unknown extra keys are tolerated and dropped.
+* Schema drift that would otherwise fail a whole page or stream passes in a documented form:
+  a content part whose ``type`` is a non-empty string the contract does not know becomes
+  ``MessageContent.unknown`` (``UnknownContent{type, json}``: the whole part as compact JSON text,
+  key order kept), and ``*_to_json`` renders that JSON back unchanged; a ``role`` that is a
+  non-empty string the contract does not know leaves ``role`` at ``ROLE_UNSPECIFIED`` and is kept in
+  ``Message.unknown_role``, rendered back as sent. An empty or non-string type or role is still an
+  error, and so is an unknown annotation type (an annotation has no unknown form in the contract).
 * Metadata values that are not strings (the spec's schema for metadata is a bare object; its
   description and the contract say strings) are kept as their compact JSON text: ``123`` ->
   ``"123"``, ``true`` -> ``"true"``, ``null`` -> ``"null"``, objects and arrays as JSON. The pair is
   neither dropped (the consumer would lose it unseen) nor allowed to fail the whole page; rendered
   back it is a string. A value with no JSON text (NaN, a lone surrogate) is still an error.
-  Every value tolerated this way is counted and logged (``drift``).
+* Every value tolerated this way is counted and logged (``drift``).
 * ``object`` strings are kept as sent (not checked against ``thread.message`` etc.).
 * v1-era messages (before 2024-03-27) have no ``status``, ``incomplete_details``, ``completed_at``,
   ``incomplete_at``: those are tri-state (absent / null / value) on the proto and stay absent.

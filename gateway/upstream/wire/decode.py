@@ -105,6 +105,25 @@ def _image_file(c: pb.MessageContent, o: Any) -> None:
 _PART = _by_wire_type(CONTENT_PART_TYPE, {"text": _text, "image_file": _image_file})
 
 
+def _new_part(c: pb.MessageContent, o: Any) -> None:
+    """A part of a type the contract does not know: its type and the whole part as JSON text."""
+    kind = o["type"]
+    if type(kind) is not str or not kind:
+        raise _Mismatch
+    unknown = c.unknown
+    unknown.type = kind
+    unknown.json = json_text(o)
+    drift.tolerated("content_part_type", kind)
+
+
+def _new_role(m: pb.Message, role: Any) -> None:
+    """A role the contract does not know: ``role`` stays unspecified, ``unknown_role`` has it."""
+    if type(role) is not str or not role:
+        raise _Mismatch
+    m.unknown_role = role
+    drift.tolerated("role", role)
+
+
 def _metadata_text(key: Any, value: Any) -> str:
     """A metadata value that is not a string, as its JSON text (a key must still be a string)."""
     if type(key) is not str:
@@ -140,14 +159,18 @@ def fill_message(m: pb.Message, o: Any) -> None:
     elif incomplete_at is not _MISSING:
         m.incomplete_at = incomplete_at
 
-    m.role = _ROLE[o["role"]]
+    role = o["role"]
+    try:
+        m.role = _ROLE[role]
+    except KeyError:
+        _new_role(m, role)
     content = o["content"]
     if type(content) is not list:
         _array(content)
     if content:
         add = m.content.add
         for part in content:
-            _PART[part["type"]](add(), part)
+            _PART.get(part["type"], _new_part)(add(), part)
     assistant_id = o["assistant_id"]
     if assistant_id is not None:
         m.assistant_id = assistant_id

@@ -6,6 +6,7 @@ raises ``WireFormatError`` naming the path; the path is only assembled once some
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -67,7 +68,20 @@ def _content(c: pb.MessageContent) -> dict[str, Any]:
         }}
     if kind == "image_file":
         return {"type": _IMAGE_FILE, _IMAGE_FILE: {"file_id": c.image_file.file_id}}
+    if kind == "unknown":
+        return _unknown_part(c.unknown)
     raise WireFormatError("content part kind not set", "type")
+
+
+def _unknown_part(unknown: pb.UnknownContent) -> dict[str, Any]:
+    """A part the contract does not know, exactly as the upstream sent it."""
+    try:
+        part = json.loads(unknown.json)
+    except ValueError:
+        part = None
+    if type(part) is not dict:
+        raise WireFormatError("expected the JSON text of an object", "unknown", "json")
+    return part  # type: ignore[no-any-return]
 
 
 def message_to_json(msg: pb.Message) -> dict[str, Any]:
@@ -98,8 +112,8 @@ def message_to_json(msg: pb.Message) -> dict[str, Any]:
     state = msg.WhichOneof("incomplete_at_state")
     if state is not None:
         d["incomplete_at"] = msg.incomplete_at if state == "incomplete_at" else None
-    role = _ROLE.get(msg.role)
-    if role is None:
+    role = _ROLE.get(msg.role) or msg.unknown_role
+    if not role:
         raise WireFormatError("role not set or unknown", "role")
     d["role"] = role
     content = msg.content

@@ -111,14 +111,18 @@ class Nullable(Rule):
 
 
 class Enum(String):
-    """One of a table's wire strings."""
+    """One of a table's wire strings; with ``open_ended``, any other non-empty string too (a value
+    added upstream after the contract, passed on as sent)."""
 
-    def __init__(self, names: WireNames[Any]) -> None:
+    def __init__(self, names: WireNames[Any], *, open_ended: bool = False) -> None:
         self.names = names
+        self.open_ended = open_ended
 
     def check_value(self, value: Any, path: Path) -> None:
         if value not in self.names.from_wire:
-            raise WireFormatError(f"unknown {self.names.what}", *path)
+            if not (self.open_ended and value):
+                raise WireFormatError(f"unknown {self.names.what}", *path)
+            super().check_value(value, path)
 
 
 class Array(Rule):
@@ -170,12 +174,18 @@ class Object(Rule):
 
 
 class Tagged(Object):
-    """An object whose ``"type"`` picks one of ``variants`` (keyed by the union's oneof member)."""
+    """An object whose ``"type"`` picks one of ``variants`` (keyed by the union's oneof member).
 
-    def __init__(self, names: WireNames[str], variants: Mapping[str, Object]) -> None:
+    With ``open_ended``, an object of any other non-empty type is accepted whole, as JSON text: it
+    must have one that protobuf can hold.
+    """
+
+    def __init__(self, names: WireNames[str], variants: Mapping[str, Object], *,
+                 open_ended: bool = False) -> None:
         super().__init__()
         self.names = names
         self.variants = {names.to_wire[member]: shape for member, shape in variants.items()}
+        self.open_ended = open_ended
 
     def check_value(self, value: Any, path: Path) -> None:
         kind = value.get("type", _MISSING)
@@ -184,9 +194,24 @@ class Tagged(Object):
         if type(kind) is not str:
             raise expected("a string", kind, *path, "type")
         shape = self.variants.get(kind)
-        if shape is None:
+        if shape is not None:
+            shape.check_value(value, path)
+        elif self.open_ended and kind:
+            _json_text_held(value, path)
+        else:
             raise WireFormatError(f"unknown {self.names.what}", *path, "type")
-        shape.check_value(value, path)
+
+
+def _json_text_held(value: Any, path: Path) -> None:
+    """``value`` has JSON text, and protobuf can hold it."""
+    try:
+        text = json_text(value)
+    except ValueError:
+        raise WireFormatError("value has no JSON text", *path) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireFormatError("string is not valid Unicode (lone surrogate)", *path) from None
 
 
 class Metadata(Rule):
@@ -204,17 +229,11 @@ class Metadata(Rule):
         for key, item in value.items():
             if type(key) is not str:
                 raise WireFormatError("metadata keys must be strings", *path)
-            if type(item) is not str:
-                try:
-                    item = json_text(item)
-                except ValueError:
-                    raise WireFormatError("metadata value has no JSON text", *path) from None
-            try:
-                key.encode("utf-8")
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise WireFormatError("string is not valid Unicode (lone surrogate)",
-                                      *path) from None
+            STRING.check_value(key, path)
+            if type(item) is str:
+                STRING.check_value(item, path)
+            else:
+                _json_text_held(item, path)
 
 
 STRING = String()
@@ -241,7 +260,7 @@ CONTENT_PART = Tagged(CONTENT_PART_TYPE, {
     "text": Object(Field("text", Object(Field("value", STRING),
                                         Field("annotations", Array(ANNOTATION))))),
     "image_file": Object(Field("image_file", FILE_REF)),
-})
+}, open_ended=True)
 
 MESSAGE = Object(
     Field("id", STRING),
@@ -253,7 +272,7 @@ MESSAGE = Object(
           required=False),
     Field("completed_at", Nullable(INTEGER), required=False),
     Field("incomplete_at", Nullable(INTEGER), required=False),
-    Field("role", Enum(ROLE)),
+    Field("role", Enum(ROLE, open_ended=True)),
     Field("content", Array(CONTENT_PART)),
     Field("assistant_id", NULLABLE_STRING),
     Field("run_id", NULLABLE_STRING),
