@@ -28,8 +28,11 @@ def test_enum_table_names_every_value_but_the_zero_one(table: WireNames[int], en
 
 @pytest.mark.parametrize(("table", "message", "oneof"), UNION_TABLES,
                          ids=lambda t: getattr(t, "what", ""))
-def test_union_table_names_oneof_members(table: WireNames[str], message: object, oneof: str) -> None:
-    members = {f.name for f in message.DESCRIPTOR.oneofs_by_name[oneof].fields}  # type: ignore[attr-defined]
+def test_union_table_names_oneof_members(
+    table: WireNames[str], message: object, oneof: str
+) -> None:
+    descriptor = message.DESCRIPTOR  # type: ignore[attr-defined]
+    members = {f.name for f in descriptor.oneofs_by_name[oneof].fields}
     assert set(table.to_wire) <= members
     assert set(table.to_wire), "a union with no known member"
 

@@ -1,7 +1,8 @@
 """Upstream JSON <-> protobuf conversion for messages, message files and their list pages.
 
-Pure functions over already-parsed JSON (``dict``/``list``/``str``/``int``/``bool``/``None``, as
-``json.loads`` or orjson produce it; any ``Mapping`` for an object and ``tuple`` for an array too):
+Functions over already-parsed JSON (``dict``/``list``/``str``/``int``/``bool``/``None``, as
+``json.loads`` or orjson produce it; any ``Mapping`` for an object and ``tuple`` for an array too),
+pure but for counting and logging what they tolerate (``drift``):
 
 * ``message_from_json`` / ``message_to_json``                (``thread.message`` <-> ``pb.Message``)
 * ``message_file_from_json`` / ``message_file_to_json``      (``thread.message.file`` <-> ``pb.MessageFile``)
@@ -55,7 +56,7 @@ from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.upstream.wire import schema
-from gateway.upstream.wire.decode import decode, fill_message, fill_message_file, fill_page
+from gateway.upstream.wire.decode import decode_into, fill_message, fill_message_file, fill_page
 from gateway.upstream.wire.encode import message_file_to_json, message_to_json, page_to_json
 from gateway.upstream.wire.errors import WireFormatError
 
@@ -77,28 +78,28 @@ __all__ = [
 def message_from_json(obj: Mapping[str, Any]) -> pb.Message:
     """Convert an upstream ``thread.message`` object to ``pb.Message``."""
     m = pb.Message()
-    decode(schema.MESSAGE, obj, fill_message, m)
+    decode_into(schema.MESSAGE, obj, fill_message, m)
     return m
 
 
 def message_file_from_json(obj: Mapping[str, Any]) -> pb.MessageFile:
     """Convert an upstream ``thread.message.file`` object to ``pb.MessageFile``."""
     f = pb.MessageFile()
-    decode(schema.MESSAGE_FILE, obj, fill_message_file, f)
+    decode_into(schema.MESSAGE_FILE, obj, fill_message_file, f)
     return f
 
 
 def message_list_from_json(obj: Mapping[str, Any]) -> pb.ListMessagesResponse:
     """Convert an upstream page of messages (``object: "list"``) to ``pb.ListMessagesResponse``."""
     r = pb.ListMessagesResponse()
-    decode(schema.MESSAGE_LIST, obj, fill_page, r, r.data, fill_message)
+    decode_into(schema.MESSAGE_LIST, obj, fill_page, r, r.data, fill_message)
     return r
 
 
 def message_file_list_from_json(obj: Mapping[str, Any]) -> pb.ListMessageFilesResponse:
     """Convert an upstream page of message files to ``pb.ListMessageFilesResponse``."""
     r = pb.ListMessageFilesResponse()
-    decode(schema.MESSAGE_FILE_LIST, obj, fill_page, r, r.data, fill_message_file)
+    decode_into(schema.MESSAGE_FILE_LIST, obj, fill_page, r, r.data, fill_message_file)
     return r
 
 
@@ -109,15 +110,16 @@ def message_page_from_json(obj: Mapping[str, Any]) -> pb.MessagePage:
     items are built in place in the page, never copied into it from a list response.
     """
     page = pb.MessagePage()
-    decode(schema.MESSAGE_LIST, obj, fill_page, pb.ListMessagesResponse(), page.data, fill_message)
+    decode_into(schema.MESSAGE_LIST, obj, fill_page, pb.ListMessagesResponse(), page.data,
+                fill_message)
     return page
 
 
 def message_file_page_from_json(obj: Mapping[str, Any]) -> pb.MessageFilePage:
     """Convert an upstream page of message files to a stream's ``pb.MessageFilePage``."""
     page = pb.MessageFilePage()
-    decode(schema.MESSAGE_FILE_LIST, obj, fill_page, pb.ListMessageFilesResponse(), page.data,
-           fill_message_file)
+    decode_into(schema.MESSAGE_FILE_LIST, obj, fill_page, pb.ListMessageFilesResponse(),
+                page.data, fill_message_file)
     return page
 
 

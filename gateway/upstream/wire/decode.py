@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from gateway.enums import ANNOTATION_TYPE, CONTENT_PART_TYPE, INCOMPLETE_REASON, MESSAGE_STATUS, ROLE
+from gateway.enums import (
+    ANNOTATION_TYPE,
+    CONTENT_PART_TYPE,
+    INCOMPLETE_REASON,
+    MESSAGE_STATUS,
+    ROLE,
+    WireNames,
+)
 from gateway.upstream.wire import drift, schema
 from gateway.upstream.wire.drift import json_text
 from gateway.upstream.wire.errors import WireFormatError, json_type
@@ -63,7 +70,8 @@ def _file_path(a: pb.TextAnnotation, o: Any) -> None:
     _file_ref(a.file_path, o["file_path"])
 
 
-def _by_wire_type(names: Any, fills: Mapping[str, Callable[[Any, Any], None]]) -> dict[str, Any]:
+def _by_wire_type(names: WireNames[str], fills: Mapping[str, Callable[[Any, Any], None]]
+                  ) -> dict[str, Callable[[Any, Any], None]]:
     """A union's fill functions keyed by the upstream's ``"type"`` (from the enums table)."""
     return {names.to_wire[member]: fill for member, fill in fills.items()}
 
@@ -232,8 +240,8 @@ def fill_page(envelope: Any, o: Any, items: Any, fill: Callable[[Any, Any], None
         fill(add(), item)
 
 
-def decode(rule: schema.Rule, obj: Any, fill: Callable[..., None], target: Any,
-           *extra: Any) -> None:
+def decode_into(rule: schema.Rule, obj: Any, fill: Callable[..., None], target: Any,
+                *extra: Any) -> None:
     """``fill(target, obj, *extra)``; if ``obj`` does not fit ``rule``, the walker's error."""
     try:
         fill(target, obj, *extra)

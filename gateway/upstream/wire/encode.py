@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from gateway.enums import ANNOTATION_TYPE, CONTENT_PART_TYPE, INCOMPLETE_REASON, MESSAGE_STATUS, ROLE
+from gateway.enums import (
+    ANNOTATION_TYPE,
+    CONTENT_PART_TYPE,
+    INCOMPLETE_REASON,
+    MESSAGE_STATUS,
+    ROLE,
+)
 from gateway.upstream.wire.errors import WireFormatError
 
 T = TypeVar("T")
