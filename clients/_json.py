@@ -8,6 +8,7 @@ because the client distribution must not depend on the server.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
@@ -36,8 +37,12 @@ def _annotation(a: pb.TextAnnotation) -> dict[str, Any]:
 
 
 def _content(c: pb.MessageContent) -> dict[str, Any]:
-    if c.WhichOneof("part") == "image_file":
+    kind = c.WhichOneof("part")
+    if kind == "image_file":
         return {"type": "image_file", "image_file": {"file_id": c.image_file.file_id}}
+    if kind == "unknown":  # a part type newer than the contract: the upstream's own JSON
+        part: dict[str, Any] = json.loads(c.unknown.json)
+        return part
     return {"type": "text", "text": {"value": c.text.value,
                                      "annotations": [_annotation(a) for a in c.text.annotations]}}
 
@@ -58,7 +63,7 @@ def message_json(m: pb.Message) -> dict[str, Any]:
                {"reason": _REASON.get(m.incomplete_details.reason)})
     _tri_state(m, "completed_at_state", "completed_at", out, m.completed_at)
     _tri_state(m, "incomplete_at_state", "incomplete_at", out, m.incomplete_at)
-    out["role"] = _ROLE.get(m.role)
+    out["role"] = _ROLE.get(m.role) or m.unknown_role or None
     out["content"] = [_content(c) for c in m.content]
     out["assistant_id"] = m.assistant_id if m.HasField("assistant_id") else None
     out["run_id"] = m.run_id if m.HasField("run_id") else None

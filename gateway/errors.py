@@ -11,7 +11,6 @@ escapes becomes ``Internal`` with a generic message.
     ├── NotFound             NOT_FOUND            404   upstream 404
     ├── Aborted              ABORTED              409   upstream 409
     ├── ResourceExhausted    RESOURCE_EXHAUSTED   429   upstream 429, our limits, oversized body
-    ├── Cancelled            CANCELLED            499   the consumer went away
     ├── Internal             INTERNAL             500   upstream broke the contract, or a bug
     ├── Unavailable          UNAVAILABLE          503   upstream 5xx, connection failure, draining
     └── DeadlineExceeded     DEADLINE_EXCEEDED    504   the consumer's deadline passed
@@ -152,12 +151,6 @@ class ResourceExhausted(GatewayError):
     http_status = HTTPStatus.TOO_MANY_REQUESTS
     openai_type = "rate_limit_error"
     default_reason = "RESOURCE_EXHAUSTED"
-
-
-class Cancelled(GatewayError):
-    grpc_code = grpc.StatusCode.CANCELLED
-    http_status = 499
-    default_reason = "CANCELLED"
 
 
 class Internal(GatewayError):

@@ -45,6 +45,10 @@ UPSTREAM_RETRIES_DENIED = Counter("gateway_upstream_retries_denied_total",
 ADMISSION_REJECTED = Counter("gateway_admission_rejected_total",
                              "Upstream requests refused because too many were in flight.",
                              registry=REGISTRY)
+UPSTREAM_TOLERATED = Counter("gateway_upstream_tolerated_total",
+                             "Upstream values outside the schema passed on in a documented form, "
+                             "by kind (metadata_value, content_part_type, role).", ("kind",),
+                             registry=REGISTRY)
 IDEMPOTENT_REPLAYS = Counter("gateway_idempotent_replays_total",
                              "Creates answered from an earlier call with the same key, by how "
                              "(stored, awaited, recovered).", ("how",), registry=REGISTRY)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.enums import ORDER, ROLE
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.headers import FORBIDDEN_EXTRA, MAX_EXTRA_HEADER_CHARS
 
@@ -32,8 +33,9 @@ MAX_EXTRA_QUERY_VALUE_CHARS = 2048
 _ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~\-]+")
 
-ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, pb.ORDER_ASC: "asc", pb.ORDER_DESC: "desc"}
-ROLE_NAMES = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
+#: Unspecified is the upstream default: no ``order`` parameter is sent.
+ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, **ORDER.to_wire}
+ROLE_NAMES = ROLE.to_wire
 
 
 class Violations:

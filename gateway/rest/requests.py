@@ -24,6 +24,7 @@ from typing import Any
 from starlette.requests import Request
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from gateway.enums import ORDER, ROLE
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.headers import BETA_VALUE, OPENAI_BETA
 
@@ -34,8 +35,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 _INT32_MAX = 2**31 - 1
 
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
-_ORDERS = {"asc": pb.ORDER_ASC, "desc": pb.ORDER_DESC}
-_ROLES = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
+_ORDERS = ORDER.from_wire
+_ROLES = ROLE.from_wire
 _CREATE_FIELDS = ("role", "content", "file_ids", "metadata")
 _UPDATE_FIELDS = ("metadata",)
 _LIST_FIELDS = frozenset({"limit", "order", "after", "before", "run_id"})
@@ -151,6 +152,11 @@ def _text(param: str, value: Any, expected: str = "a string") -> str:
 
 
 def _metadata(value: Any, target: pb.Metadata) -> None:
+    if value is None:
+        # The spec allows null, the contract cannot carry it (unset = not sent): refused rather
+        # than dropped, so no request goes upstream other than the one the consumer wrote.
+        raise _bad("metadata", "Invalid type for 'metadata': expected an object, but got null "
+                               "instead. Leave 'metadata' out to send none.", "invalid_type")
     if not isinstance(value, dict):
         raise _type_error("metadata", "an object", value)
     for key, item in value.items():
@@ -176,12 +182,18 @@ def create_message_request(
         req.role = _ROLES[role]
     if "content" in body:
         req.content = _text("content", body["content"])
-    file_ids = body.get("file_ids")
-    if file_ids is not None:
+    if "file_ids" in body:
+        # Refused here, as the upstream refuses them: the proto cannot carry an empty array (an
+        # empty repeated field is no field), and null is not a value of the schema's array.
+        file_ids = body["file_ids"]
         if not isinstance(file_ids, list):
             raise _type_error("file_ids", "an array of strings", file_ids)
+        if not file_ids:
+            raise _bad("file_ids", "Invalid 'file_ids': empty array. Expected an array with "
+                                   "minimum length 1, but got an empty array instead.",
+                       "empty_array")
         req.file_ids.extend(_text(f"file_ids[{i}]", f) for i, f in enumerate(file_ids))
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     return req
 
@@ -193,7 +205,7 @@ def update_message_request(
     _reject_unknown(body, _UPDATE_FIELDS)
     req = pb.UpdateMessageRequest(thread_id=thread_id, message_id=message_id,
                                   options=_options(query))
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     return req
 
@@ -300,7 +312,7 @@ def create_thread_request(
                 raise _prefixed(exc, f"messages[{i}]") from None
             req.messages.add(role=one.role, content=one.content, file_ids=one.file_ids,
                              metadata=one.metadata if one.HasField("metadata") else None)
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     return req
 
@@ -318,7 +330,7 @@ def update_thread_request(
 ) -> pb.UpdateThreadRequest:
     _reject_unknown(body, ("metadata",))
     req = pb.UpdateThreadRequest(thread_id=thread_id, options=_options(query))
-    if body.get("metadata") is not None:
+    if "metadata" in body:
         _metadata(body["metadata"], req.metadata)
     return req
 

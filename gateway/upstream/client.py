@@ -331,17 +331,15 @@ class UpstreamClient:
 
     @staticmethod
     def _parse(status: int, raw: bytes, headers: dict[str, str]) -> Any:
-        request_id = headers.get("x-request-id")
-        if 200 <= status < 300:
-            try:
-                return loads(raw)
-            except ValueError:
-                raise Internal(
-                    "the upstream returned a response that is not valid JSON",
-                    reason="UPSTREAM_INVALID_RESPONSE",
-                    upstream=UpstreamErrorInfo(status=status, request_id=request_id),
-                ) from None
-        raise upstream_error(status, raw, headers)
+        """A 2xx body as JSON; one that is not JSON is the upstream's fault."""
+        try:
+            return loads(raw)
+        except ValueError:
+            raise Internal(
+                "the upstream returned a response that is not valid JSON",
+                reason="UPSTREAM_INVALID_RESPONSE",
+                upstream=UpstreamErrorInfo(status=status, request_id=headers.get("x-request-id")),
+            ) from None
 
 
 def loads(raw: bytes) -> Any:

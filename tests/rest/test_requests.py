@@ -50,10 +50,15 @@ async def test_create_unparseable_body_is_400(
     ({"role": "user"}, "content", "invalid_argument"),
     ({"role": "user", "content": ""}, "content", "invalid_argument"),
     ({"role": "user", "content": "x", "file_ids": "file-a"}, "file_ids", "invalid_type"),
+    # The spec: minItems 1, not nullable; a proto cannot tell an empty repeated field from none.
+    ({"role": "user", "content": "x", "file_ids": []}, "file_ids", "empty_array"),
+    ({"role": "user", "content": "x", "file_ids": None}, "file_ids", "invalid_type"),
     ({"role": "user", "content": "x", "file_ids": ["f"] * 11}, "file_ids", "invalid_argument"),
     ({"role": "user", "content": "x", "file_ids": ["ok", 3]}, "file_ids[1]", "invalid_type"),
     ({"role": "user", "content": "x", "metadata": {"k": 1}}, "metadata", "invalid_type"),
     ({"role": "user", "content": "x", "metadata": ["k"]}, "metadata", "invalid_type"),
+    # The contract has no null metadata: refused, never silently sent as none.
+    ({"role": "user", "content": "x", "metadata": None}, "metadata", "invalid_type"),
 ])
 async def test_create_invalid_field_is_400_naming_it(
     http: httpx.AsyncClient, emulator: EmulatorServer, body: dict[str, object], param: str,
@@ -68,6 +73,15 @@ async def test_create_lone_surrogate_is_400_naming_the_field(http: httpx.AsyncCl
     error = _error(await _create(http, "thread_1", content=b'{"role":"user","content":"\\ud800"}',
                                  headers={"content-type": "application/json"}))
     assert (error["param"], error["code"]) == ("content", "invalid_value")
+
+
+async def test_update_null_metadata_is_400_naming_it(
+    http: httpx.AsyncClient, emulator: EmulatorServer
+) -> None:
+    error = _error(await http.post("/threads/thread_1/messages/msg_1", json={"metadata": None}))
+    assert (error["param"], error["code"]) == ("metadata", "invalid_type")
+    assert "Leave 'metadata' out" in str(error["message"])
+    assert emulator.log.count("modifyMessage") == 0
 
 
 async def test_update_unknown_field_is_400(http: httpx.AsyncClient) -> None:

@@ -73,7 +73,7 @@ class Metadata(_message.Message):
     def __init__(self, entries: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "object", "created_at", "thread_id", "status", "incomplete_details_null", "incomplete_details", "completed_at_null", "completed_at", "incomplete_at_null", "incomplete_at", "role", "content", "assistant_id", "run_id", "file_ids", "metadata")
+    __slots__ = ("id", "object", "created_at", "thread_id", "status", "incomplete_details_null", "incomplete_details", "completed_at_null", "completed_at", "incomplete_at_null", "incomplete_at", "role", "content", "assistant_id", "run_id", "file_ids", "metadata", "unknown_role")
     ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class Message(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ROLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     object: str
     created_at: int
@@ -108,15 +109,26 @@ class Message(_message.Message):
     run_id: str
     file_ids: _containers.RepeatedScalarFieldContainer[str]
     metadata: Metadata
-    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created_at: _Optional[int] = ..., thread_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., incomplete_details_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., incomplete_details: _Optional[_Union[IncompleteDetails, _Mapping]] = ..., completed_at_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., completed_at: _Optional[int] = ..., incomplete_at_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., incomplete_at: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[_Iterable[_Union[MessageContent, _Mapping]]] = ..., assistant_id: _Optional[str] = ..., run_id: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ...) -> None: ...
+    unknown_role: str
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created_at: _Optional[int] = ..., thread_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., incomplete_details_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., incomplete_details: _Optional[_Union[IncompleteDetails, _Mapping]] = ..., completed_at_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., completed_at: _Optional[int] = ..., incomplete_at_null: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., incomplete_at: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[_Iterable[_Union[MessageContent, _Mapping]]] = ..., assistant_id: _Optional[str] = ..., run_id: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ..., unknown_role: _Optional[str] = ...) -> None: ...
 
 class MessageContent(_message.Message):
-    __slots__ = ("image_file", "text")
+    __slots__ = ("image_file", "text", "unknown")
     IMAGE_FILE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     image_file: ImageFileContent
     text: TextContent
-    def __init__(self, image_file: _Optional[_Union[ImageFileContent, _Mapping]] = ..., text: _Optional[_Union[TextContent, _Mapping]] = ...) -> None: ...
+    unknown: UnknownContent
+    def __init__(self, image_file: _Optional[_Union[ImageFileContent, _Mapping]] = ..., text: _Optional[_Union[TextContent, _Mapping]] = ..., unknown: _Optional[_Union[UnknownContent, _Mapping]] = ...) -> None: ...
+
+class UnknownContent(_message.Message):
+    __slots__ = ("type", "json")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    json: str
+    def __init__(self, type: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
 class ImageFileContent(_message.Message):
     __slots__ = ("file_id",)
