@@ -43,7 +43,14 @@ class ServerSettings:
     grace_seconds: float = 10.0
     #: Seconds health reports NOT_SERVING before the listener closes (lets balancers notice).
     drain_delay_seconds: float = 0.0
+    #: Consumer calls served at once (calls still waiting for their request do not count).
     max_concurrent_rpcs: int = 1000
+    #: Seconds a call may take to deliver its request message once its headers arrived.
+    request_timeout_seconds: float = 10.0
+    #: Calls waiting for their request at once; when full, the longest-waiting one is ended.
+    max_pending_calls: int = 100
+    #: HTTP/2 streams one client connection may have open at once.
+    max_streams_per_connection: int = 1000
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True
@@ -332,6 +339,9 @@ def check_settings(settings: Settings) -> None:
         "server.grace_seconds": settings.server.grace_seconds,
         "server.default_timeout_seconds": settings.server.default_timeout_seconds,
         "server.max_concurrent_rpcs": settings.server.max_concurrent_rpcs,
+        "server.request_timeout_seconds": settings.server.request_timeout_seconds,
+        "server.max_pending_calls": settings.server.max_pending_calls,
+        "server.max_streams_per_connection": settings.server.max_streams_per_connection,
         "upstream.connect_timeout_seconds": settings.upstream.connect_timeout_seconds,
         "upstream.max_connections": settings.upstream.max_connections,
         "upstream.max_body_bytes": settings.upstream.max_body_bytes,

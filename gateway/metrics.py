@@ -48,3 +48,7 @@ ADMISSION_REJECTED = Counter("gateway_admission_rejected_total",
 IDEMPOTENT_REPLAYS = Counter("gateway_idempotent_replays_total",
                              "Creates answered from an earlier call with the same key, by how "
                              "(stored, awaited, recovered).", ("how",), registry=REGISTRY)
+CALLS_REFUSED = Counter("gateway_calls_refused_total",
+                        "gRPC calls refused before they were served, by reason (request_timeout, "
+                        "pending_evicted, concurrency, no_request, undecodable_request).",
+                        ("reason",), registry=REGISTRY)

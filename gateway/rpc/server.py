@@ -17,6 +17,7 @@ from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import ServerSettings
 from gateway.operations.messages import MessageOperations
+from gateway.rpc.admission import CallAdmission
 from gateway.rpc.interceptor import CallInterceptor
 from gateway.rpc.wrapping import WrappingInterceptor
 from gateway.rpc.servicer import MessagesServicer
@@ -39,13 +40,17 @@ class GrpcServer:
         self._settings = settings
         #: Set once shutdown begins; in-flight streams then end with UNAVAILABLE + resume-after.
         self.draining = asyncio.Event()
+        #: The call bounds (waiting for the request, serving, health's own budget); it replaces
+        #: grpc.aio's maximum_concurrent_rpcs, which let calls without a request starve health.
+        self.admission = CallAdmission(settings)
         self.server = grpc.aio.server(
-            # One installed interceptor; guards (auth) run inside it, after the call record opens,
-            # so their errors are mapped in the one place too.
-            interceptors=[CallInterceptor(settings.default_timeout_seconds, self.draining,
+            # Admission first, then one call interceptor; guards (auth) run inside it, after the
+            # call record opens, so their errors are mapped in the one place too.
+            interceptors=[self.admission,
+                          CallInterceptor(settings.default_timeout_seconds, self.draining,
                                           guards or ()), *(interceptors or [])],
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
+                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
