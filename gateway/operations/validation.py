@@ -55,6 +55,10 @@ def check_id(v: Violations, field: str, value: str, *, required: bool = True) ->
         return
     if len(value) > MAX_ID_LENGTH:
         v.add(field, f"must be at most {MAX_ID_LENGTH} characters")
+    elif not value.strip("."):
+        # '.' and '..' are path segments, not ids: the URL they are put in would resolve them
+        # away (an update of message '.' became a create on the thread).
+        v.add(field, "must not be only dots")
     elif ".." in value or not _ID_CHARS.fullmatch(value):
         v.add(field, "must contain only letters, digits, '_', '-', '.' or ':' (and no '..')")
 
