@@ -30,6 +30,11 @@ MAX_METADATA_VALUE_CHARS = 512
 _ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~\-]+")
 
+#: Metadata key of the idempotency marker keyed creates carry upstream (see idempotency.py). It
+#: is reserved on every write: a marker set by anyone but the gateway's keyed create could make
+#: another consumer's recovery look-up take the marked message for its own.
+MARKER_KEY = "gateway_idempotency_key"
+
 ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, pb.ORDER_ASC: "asc", pb.ORDER_DESC: "desc"}
 ROLE_NAMES = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
 
@@ -168,6 +173,8 @@ def check_update(req: pb.UpdateMessageRequest, allowed_headers: Iterable[str]) -
     check_id(v, "message_id", req.message_id)
     if req.HasField("metadata"):
         check_metadata(v, "metadata", req.metadata.entries)
+        if MARKER_KEY in req.metadata.entries:
+            v.add(f"metadata.{MARKER_KEY}", "is reserved by the gateway")
     check_options(v, req.options, allowed_headers=allowed_headers, modelled_body=("metadata",))
     v.raise_if_any()
 

@@ -35,6 +35,8 @@ class Secured:
     stub: pb_grpc.MessagesServiceStub
     thread_id: str
     message_id: str
+    #: Keys of the further consumers asked for (read and write scopes), by name.
+    keys: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -57,12 +59,14 @@ class Secured:
 
 @contextlib.asynccontextmanager
 async def secured(emulator: EmulatorServer, tmp_path: Path, *, settings: Settings | None = None,
-                  **sections: dict[str, Any]) -> AsyncIterator[Secured]:
+                  consumers: tuple[str, ...] = (), **sections: dict[str, Any]
+                  ) -> AsyncIterator[Secured]:
     """An auth-on gateway (changes per section, e.g. ``server={...}``) with one valid consumer
     and one seeded message it may read."""
     path = tmp_path / "credentials.json"
     store.write(path, StoreData())
     key = add_consumer(path, "valid", {"read", "write"})
+    keys = {name: add_consumer(path, name, {"read", "write"}) for name in consumers}
     base = settings or auth_settings(emulator, path)
     for section, changes in sections.items():
         base = base.replace(section, **changes)
@@ -73,7 +77,7 @@ async def secured(emulator: EmulatorServer, tmp_path: Path, *, settings: Setting
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
             yield Secured(emulator, gw, key, channel, pb_grpc.MessagesServiceStub(channel),
-                          str(thread["id"]), message_id)
+                          str(thread["id"]), message_id, keys)
     finally:
         await gw.stop(grace=0.2)
 
