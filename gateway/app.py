@@ -11,9 +11,10 @@ import grpc
 import structlog
 
 from gateway.config import AuthSettings, ServerSettings, Settings
+from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
-from gateway.credentials.profiles import UpstreamPool
+from gateway.credentials.profiles import UpstreamPool, all_profiles
 from gateway.credentials.reloader import Reloader
 from gateway.metrics_server import MetricsServer
 from gateway.operations.idempotency import IdempotencyStore
@@ -23,6 +24,7 @@ from gateway.rest import HttpServer, create_app
 from gateway.rest.auth import rest_authenticator
 from gateway.rpc.auth import AuthInterceptor
 from gateway.rpc.server import GrpcServer
+from gateway.upstream.startup import UpstreamKeyWatch
 
 log = structlog.get_logger("gateway")
 
@@ -44,8 +46,11 @@ class Gateway:
     reloader: Reloader | None = None
     #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
     metrics: MetricsServer | None = None
+    key_watch: UpstreamKeyWatch | None = None
 
     async def stop(self, grace: float | None = None) -> None:
+        if self.key_watch is not None:
+            await self.key_watch.stop()
         faces = [self.grpc.drain(grace)]
         if self.http is not None:
             faces.append(self.http.stop(grace))
@@ -83,6 +88,7 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
 
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
+    check_base_urls(settings)  # settings built in code skip load_settings' checks
     upstream = UpstreamPool(settings)
     operations = MessageOperations(
         upstream,
@@ -103,6 +109,8 @@ async def start_gateway(settings: Settings) -> Gateway:
                     "without a key; set [auth] enabled = true outside loopback")
     grpc_server = GrpcServer(settings.server, operations, guards=list(guards),
                              credentials=server_credentials(settings.server))
+    key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready)
+    await key_watch.start()  # before the port opens: no moment of SERVING without a key
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0
     if settings.server.http_listen:
@@ -114,6 +122,7 @@ async def start_gateway(settings: Settings) -> Gateway:
             http_port = await http_server.start(settings.server.http_listen)
         except BaseException:
             await grpc_server.drain(0.0)
+            await key_watch.stop()
             if reloader is not None:
                 await reloader.stop()
             await upstream.aclose()
@@ -126,7 +135,7 @@ async def start_gateway(settings: Settings) -> Gateway:
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names))
     return Gateway(settings, upstream, operations, grpc_server, port, http_server, http_port,
-                   authenticator, reloader, metrics)
+                   authenticator, reloader, metrics, key_watch)
 
 
 async def serve(settings: Settings) -> None:

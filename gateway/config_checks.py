@@ -24,11 +24,7 @@ def check_all(settings: Settings) -> None:
         parse_listen(settings.server.http_listen, "server.http_listen")
     if settings.server.metrics_listen:
         parse_listen(settings.server.metrics_listen, "server.metrics_listen")
-    url = urlsplit(settings.upstream.base_url)
-    if url.scheme not in {"http", "https"} or not url.hostname:
-        raise ConfigError("upstream.base_url must be an http(s) URL with a host")
-    if url.query or url.fragment:
-        raise ConfigError("upstream.base_url must not have a query or fragment")
+    check_base_urls(settings)
     if settings.upstream.transport not in {"aiohttp", "httpx"}:
         raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
     for name in settings.upstream.allowed_extra_headers:
@@ -60,6 +56,25 @@ def check_all(settings: Settings) -> None:
         raise ConfigError("logging.format must be 'json' or 'console'")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("logging.level must be debug, info, warning or error")
+
+
+def check_base_url(value: str, key: str) -> None:
+    url = urlsplit(value)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise ConfigError(f"{key} must be an http(s) URL with a host")
+    if url.query or url.fragment:
+        raise ConfigError(f"{key} must not have a query or fragment")
+    # The API root, e.g. https://api.openai.com/v1: without /v1 every call was NOT_FOUND.
+    if not url.path.rstrip("/").endswith("/v1"):
+        raise ConfigError(f"{key} must be the API root, ending in /v1 (e.g. "
+                          f"https://api.openai.com/v1); its path is {url.path or '/'!r}")
+
+
+def check_base_urls(settings: Settings) -> None:
+    """Every profile's base URL (start-up runs this too, for settings built in code)."""
+    check_base_url(settings.upstream.base_url, "upstream.base_url")
+    for profile in settings.profiles:
+        check_base_url(profile.base_url, f"profiles.{profile.name}.base_url")
 
 
 def check_reliability(r: ReliabilitySettings) -> None:
@@ -110,9 +125,6 @@ def check_auth(settings: Settings) -> None:
         if profile.name in seen:
             raise ConfigError(f"[{where}]: 'default' is the [upstream] section; pick another name")
         seen.add(profile.name)
-        url = urlsplit(profile.base_url)
-        if url.scheme not in {"http", "https"} or not url.hostname or url.query or url.fragment:
-            raise ConfigError(f"{where}.base_url must be an http(s) URL with a host")
         if not (profile.api_key or profile.api_key_env or profile.api_key_file):
             raise ConfigError(f"{where} needs api_key_env or api_key_file")
 

@@ -52,3 +52,6 @@ CALLS_REFUSED = Counter("gateway_calls_refused_total",
                         "gRPC calls refused before they were served, by reason (request_timeout, "
                         "pending_evicted, concurrency, no_request, undecodable_request).",
                         ("reason",), registry=REGISTRY)
+UPSTREAM_KEY_MISSING = Gauge("gateway_upstream_key_missing",
+                             "1 while a profile has no upstream key (the consumer service is "
+                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY)

@@ -65,6 +65,16 @@ class GrpcServer:
             )
         self._credentials = credentials
         self.port = 0
+        #: False while the consumer service cannot serve (no upstream key): its health is then
+        #: NOT_SERVING; the overall health ("") says only that the process is up.
+        self.consumer_ready = True
+        self._started = False
+
+    async def set_consumer_ready(self, ready: bool) -> None:
+        self.consumer_ready = ready
+        if self._started:
+            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING if ready
+                                  else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def start(self, listen: str) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
@@ -73,8 +83,9 @@ class GrpcServer:
         else:
             self.port = self.server.add_secure_port(listen, self._credentials)
         await self.server.start()
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.set_consumer_ready(self.consumer_ready)
         return self.port
 
     async def drain(self, grace: float | None = None) -> None:
