@@ -136,7 +136,8 @@ class AuthSettings:
     rate_per_second: float = 50.0
     burst: int = 100
     max_streams: int = 20
-    #: Failed authentications per peer address per window before the peer is refused.
+    #: Failed authentications per peer address (and per presented key id) per window before
+    #: further failures of it are answered RESOURCE_EXHAUSTED; a valid key is never refused.
     failed_auth_limit: int = 20
     failed_auth_window_seconds: float = 60.0
     #: "local" (per replica) or "redis" (shared by every replica).
