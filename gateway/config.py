@@ -54,6 +54,9 @@ class ServerSettings:
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True
+    #: Proxies (IP addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the HTTP
+    #: face believes; empty = none (the client address is the TCP peer's).
+    trusted_proxies: tuple[str, ...] = ()
     #: PEM files; both set = TLS on the gRPC port (otherwise plaintext, for loopback only).
     tls_cert: str = ""
     tls_key: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,6 +45,12 @@ def check_all(settings: Settings) -> None:
     for key, number in positive.items():
         if number <= 0:
             raise ConfigError(f"{key} must be greater than 0")
+    for proxy in settings.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError("server.trusted_proxies must list IP addresses or networks "
+                              f"(e.g. 10.0.0.0/8), got {proxy!r}") from None
     check_reliability(settings.reliability)
     server = settings.server
     if bool(server.tls_cert) != bool(server.tls_key):

@@ -40,6 +40,10 @@ class HttpServer:
             log_config=None,  # keep the gateway's structlog set-up
             access_log=False,  # the face writes its own line per call, without headers
             server_header=False,
+            # X-Forwarded-For only from the configured proxies: uvicorn's default believed it
+            # from loopback (and "*" is a common copy-paste), so a client could pick its address.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
             limit_concurrency=settings.max_concurrent_rpcs,
             timeout_graceful_shutdown=settings.grace_seconds,
         )
