@@ -51,6 +51,12 @@ class ServerSettings:
     max_pending_calls: int = 100
     #: HTTP/2 streams one client connection may have open at once.
     max_streams_per_connection: int = 1000
+    #: HTTP face: seconds a connection may take to send a request's headers (from opening, or
+    #: from the end of its previous response); idle keep-alive connections close sooner.
+    http_header_timeout_seconds: float = 10.0
+    http_keepalive_seconds: float = 5.0
+    #: HTTP connections open at once; when full, the longest-waiting idle one is closed.
+    max_http_connections: int = 1000
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True

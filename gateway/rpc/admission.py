@@ -18,8 +18,8 @@ was logged. This interceptor replaces that limit with three bounds:
   never competes with: their own waiting budget, and a cap on their long-lived streams (Watch,
   reflection); ``Health/Check`` itself takes no serving slot.
 
-Every refusal writes an ``rpc_refused`` line (method, reason, peer) and counts in
-``gateway_calls_refused_total{reason}``. A request that cannot be decoded is refused with
+Every refusal writes an ``rpc_refused`` line (method, reason, peer; at most 50 a second) and
+counts in ``gateway_calls_refused_total{reason}``. A request that cannot be decoded is refused with
 INVALID_ARGUMENT the same way (grpc.aio answered UNKNOWN, with nothing in the gateway's log).
 """
 
@@ -174,7 +174,7 @@ class CallAdmission(grpc.aio.ServerInterceptor):
 
 #: Refusal lines written per second at most (a flood must not become a log flood); the metric
 #: counts every refusal, and the next line written says how many were left out.
-MAX_REFUSAL_LINES_PER_SECOND = 20
+MAX_REFUSAL_LINES_PER_SECOND = 50
 _lines = {"second": 0, "written": 0, "skipped": 0}
 
 

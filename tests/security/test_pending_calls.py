@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 import structlog
 
 from gateway.emulator.server import EmulatorServer
+from gateway.rpc import admission
 from tests.security.conftest import OWN_CONNECTION, Secured, metric, secured
 
 GET_MESSAGE = "/messages_gateway.v1.MessagesService/GetMessage"
@@ -69,7 +71,9 @@ async def test_held_health_calls_do_not_starve_the_liveness_probe(
 
 
 async def test_held_calls_end_after_the_request_timeout_logged_and_counted(
-        emulator: EmulatorServer, tmp_path: Path) -> None:
+        emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh second's line budget (earlier tests' refusals may have used this one's).
+    monkeypatch.setattr(admission, "_lines", {"second": 0, "written": 0, "skipped": 0})
     before = metric("gateway_calls_refused_total", reason="request_timeout")
     async with secured(emulator, tmp_path, server={"request_timeout_seconds": 0.5}) as env:
         with structlog.testing.capture_logs() as logs:
