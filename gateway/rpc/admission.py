@@ -169,7 +169,14 @@ class CallAdmission(grpc.aio.ServerInterceptor):
         if raw is grpc.aio.EOF:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "no_request",
                            "the call ended without a request message")
-        return decode(raw)
+        try:
+            return decode(raw)
+        except Exception:  # DecodeError (corrupt bytes, bad UTF-8 in a string) or worse
+            # grpc.aio answered UNKNOWN and logged nothing the gateway's logs would show.
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "undecodable_request",
+                           "the request message could not be decoded as the method's request "
+                           "type (corrupt protobuf, or a string field that is not UTF-8)"
+                           ) from None
 
 
 #: Refusal lines written per second at most (a flood must not become a log flood); the metric
