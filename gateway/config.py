@@ -45,7 +45,8 @@ class ServerSettings:
     drain_delay_seconds: float = 0.0
     #: Consumer calls served at once (calls still waiting for their request do not count).
     max_concurrent_rpcs: int = 1000
-    #: Seconds a call may take to deliver its request message once its headers arrived.
+    #: Seconds a call may take to deliver its request message once its headers arrived (gRPC),
+    #: or its body (HTTP).
     request_timeout_seconds: float = 10.0
     #: Calls waiting for their request at once; when full, the longest-waiting one is ended.
     max_pending_calls: int = 100

@@ -8,6 +8,9 @@ into a plain-text 503. Here:
   ``server.http_header_timeout_seconds`` of opening, and of finishing its previous response (an
   idle keep-alive connection is closed sooner, after ``server.http_keepalive_seconds``, as
   uvicorn does). Past it the connection is closed.
+* **Body timeout.** Once its headers are in, a request's body must be complete within
+  ``server.request_timeout_seconds`` (the bound the gRPC face puts on a request message); a slow
+  POST is cut off and the app sees a disconnect, which frees its request slot.
 * **Connection table.** At most ``server.max_http_connections`` connections are open. A new one
   beyond that makes room by closing the connection that has waited longest for its request's
   headers (a real client sends them at once, so the oldest waiter is the likeliest attacker); if
@@ -44,9 +47,11 @@ MAX_LINES_PER_SECOND = 20
 class ConnectionGuard:
     """The state shared by one server's connections."""
 
-    def __init__(self, max_connections: int, header_timeout: float) -> None:
+    def __init__(self, max_connections: int, header_timeout: float,
+                 body_timeout: float) -> None:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.open: set[GuardedH11Protocol] = set()
         #: Connections waiting for a request's headers, oldest first.
         self.waiting: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
@@ -74,6 +79,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._seen_cycle: object | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -91,14 +97,29 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         self.guard.open.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not None and self.cycle is not self._seen_cycle:
-            self._seen_cycle = self.cycle  # a request's headers arrived: it is being served
+        cycle = self.cycle
+        if cycle is not None and cycle is not self._seen_cycle:
+            self._seen_cycle = cycle  # a request's headers arrived: it is being served
             self._stop_waiting()
+            if cycle.more_body:
+                self._body_timer = self.loop.call_later(self.guard.body_timeout,
+                                                        self._body_overdue, cycle)
+        if self._body_timer is not None and (cycle is None or not cycle.more_body):
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_overdue(self, cycle: Any) -> None:
+        self._body_timer = None
+        if cycle is self.cycle and cycle.more_body:
+            self._close("body_timeout")  # the app sees a disconnect; its request slot frees
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may start a pipelined request at once

@@ -37,7 +37,8 @@ class HttpServer:
         self._settings = settings
         #: Connection bounds (header timeout, connection table); see gateway/rest/connections.py.
         self.guard = ConnectionGuard(settings.max_http_connections,
-                                     settings.http_header_timeout_seconds)
+                                     settings.http_header_timeout_seconds,
+                                     settings.request_timeout_seconds)
         self._config = uvicorn.Config(
             # Requests are limited by the gateway, not by uvicorn's limit_concurrency, which
             # counted idle connections and answered a plain-text 503.

@@ -123,3 +123,33 @@ async def test_request_limit_answers_with_the_openai_error_body(
         refused = next(r for r in replies if r.status_code == 429)
         assert refused.json()["error"]["code"] == "gateway_concurrency_limit"
         assert refused.headers["retry-after"] == "1"
+
+
+def _slow_body(port: int, count: int) -> list[socket.socket]:
+    """Requests whose headers arrive at once and whose body never finishes (slow POST)."""
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"POST /v1/threads/thread_x/messages HTTP/1.1\r\nHost: gw\r\n"
+                  b"Content-Type: application/json\r\nOpenAI-Beta: assistants=v1\r\n"
+                  b"Authorization: Bearer junk\r\nContent-Length: 100\r\n\r\n{\"ro")
+        socks.append(s)
+    return socks
+
+
+async def test_a_body_that_never_finishes_is_cut_off_and_frees_its_request_slot(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    before = metric("gateway_http_connections_closed_total", reason="body_timeout")
+    async with secured(emulator, tmp_path, server={"http_listen": "127.0.0.1:0",
+                                                   "max_concurrent_rpcs": 2,
+                                                   "request_timeout_seconds": 0.5}) as env:
+        socks = await asyncio.to_thread(_slow_body, env.gateway.http_port, 4)
+        try:
+            closed = await asyncio.to_thread(lambda: [_closed_by_server(s, 3.0) for s in socks])
+        finally:
+            for s in socks:
+                s.close()
+        assert closed == [True] * 4
+        assert metric("gateway_http_connections_closed_total", reason="body_timeout") >= (
+            before + 2)
+        assert (await _rest_ok(env)).status_code == 200
