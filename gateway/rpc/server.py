@@ -40,15 +40,14 @@ class GrpcServer:
         self._settings = settings
         #: Set once shutdown begins; in-flight streams then end with UNAVAILABLE + resume-after.
         self.draining = asyncio.Event()
-        #: The call bounds (waiting for the request, serving, health's own budget); it replaces
-        #: grpc.aio's maximum_concurrent_rpcs, which let calls without a request starve health.
-        self.admission = CallAdmission(settings)
+        # One installed interceptor: admission (the call bounds: waiting for the request, serving,
+        # health's own budget; it replaces grpc.aio's maximum_concurrent_rpcs, which let calls
+        # without a request starve health) around the call interceptor; guards (auth) run inside
+        # that, after the call record opens, so their errors are mapped in the one place too.
+        self.admission = CallAdmission(settings, CallInterceptor(
+            settings.default_timeout_seconds, self.draining, guards or ()))
         self.server = grpc.aio.server(
-            # Admission first, then one call interceptor; guards (auth) run inside it, after the
-            # call record opens, so their errors are mapped in the one place too.
-            interceptors=[self.admission,
-                          CallInterceptor(settings.default_timeout_seconds, self.draining,
-                                          guards or ()), *(interceptors or [])],
+            interceptors=[self.admission, *(interceptors or [])],
             options=[
                 ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -97,6 +96,7 @@ class GrpcServer:
         # get the grace period.
         self.draining.set()
         await self.server.stop(self._settings.grace_seconds if grace is None else grace)
+        await self.admission.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

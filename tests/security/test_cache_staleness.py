@@ -70,7 +70,8 @@ async def test_reads_after_a_failed_invalidation_are_fresh_once_redis_is_back(
         emulator: EmulatorServer, tmp_path: Path, proxy: DroppingProxy) -> None:
     prefix = f"mgw-sec-{uuid.uuid4().hex[:10]}:"
     cache = {"backend": "redis", "redis_url": proxy.url, "redis_key_prefix": prefix,
-             "redis_breaker_seconds": 0.3, "get_message_ttl_seconds": 60.0}
+             "redis_breaker_seconds": 0.3, "get_message_ttl_seconds": 60.0,
+             "redis_op_timeout_seconds": 0.3}  # generous: the machine may be loaded
     try:
         async with secured(emulator, tmp_path, cache=cache) as env:
             await env.stub.UpdateMessage(pb.UpdateMessageRequest(
