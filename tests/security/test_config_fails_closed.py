@@ -79,3 +79,12 @@ def test_non_finite_numbers_in_the_credentials_store_are_refused(literal: str) -
         f'"rate_per_second": {literal}}}}}'))
     with pytest.raises(store.StoreError, match="rate_per_second"):
         store.parse(text)
+
+
+async def test_gateway_with_auth_and_an_unreadable_store_does_not_start(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    broken = tmp_path / "credentials.json"
+    broken.write_text('{"version": 1, "consumers": ')
+    with pytest.raises(ConfigError, match="auth.store_path"):
+        gw = await start_gateway(auth_settings(emulator, broken))
+        await gw.stop(grace=0.1)
