@@ -50,6 +50,10 @@ class GrpcServer:
             interceptors=[self.admission, *(interceptors or [])],
             options=[
                 ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+                # A connection must finish its handshake (TLS, HTTP/2 preface and settings) in the
+                # time a call gets to deliver its request; grpc core's own bound is 120 s.
+                ("grpc.server_handshake_timeout_ms",
+                 max(1, int(settings.request_timeout_seconds * 1000))),
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),

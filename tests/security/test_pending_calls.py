@@ -8,6 +8,7 @@ that did deliver a request (a valid key's, health's) nor be held for ever, and i
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -108,3 +109,35 @@ async def test_pending_budget_full_evicts_the_oldest_held_call(
         finally:
             await _release(channels, calls)
         assert metric("gateway_calls_refused_total", reason="pending_evicted") >= before + 20
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except (TimeoutError, socket.timeout):
+        return False
+
+
+async def test_connections_that_never_finish_the_handshake_are_closed(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    """The connection-level form of the same attack: TCP open, then nothing (or only the HTTP/2
+    preface). grpc core's own bound is 120 s; the gateway's is the request timeout."""
+    async with secured(emulator, tmp_path, server={"request_timeout_seconds": 0.5}) as env:
+        socks = []
+        for i in range(10):
+            s = socket.create_connection(("127.0.0.1", env.gateway.grpc_port), timeout=2)
+            if i % 2:
+                s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            socks.append(s)
+        try:
+            assert await env.consumer_ok() and await env.health_ok()
+            closed = await asyncio.to_thread(lambda: [_closed_within(s, 3.0) for s in socks])
+        finally:
+            for s in socks:
+                s.close()
+        assert closed == [True] * 10
