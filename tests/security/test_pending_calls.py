@@ -37,6 +37,16 @@ async def _hold(target: str, method: str, connections: int, per_connection: int
     return channels, calls
 
 
+async def _no_slot_held(env: Secured) -> None:
+    """Once the attack is over no waiting or serving slot stays taken."""
+    admission = env.gateway.grpc.admission
+    for _ in range(100):
+        if admission.waiting == 0 and admission.serving == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{admission.waiting} waiting, {admission.serving} serving")
+
+
 async def _release(channels: list[grpc.aio.Channel], calls: list[grpc.aio.StreamStreamCall]
                    ) -> None:
     for call in calls:
@@ -58,6 +68,7 @@ async def test_held_calls_do_not_starve_consumers_or_health(
             await _release(channels, calls)
         # The valid calls and nothing else reached the upstream (the second is a cache hit).
         assert emulator.log.count("getMessage") == before + 1
+        await _no_slot_held(env)
 
 
 async def test_held_health_calls_do_not_starve_the_liveness_probe(
@@ -92,6 +103,7 @@ async def test_held_calls_end_after_the_request_timeout_logged_and_counted(
         assert all(e["method"] == "GetMessage" for e in refused)
         assert metric("gateway_calls_refused_total", reason="request_timeout") == before + 10
         assert await env.consumer_ok() and await env.health_ok()
+        await _no_slot_held(env)
 
 
 async def test_pending_budget_full_evicts_the_oldest_held_call(
