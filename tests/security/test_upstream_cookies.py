@@ -73,10 +73,12 @@ async def test_no_upstream_cookie_reaches_a_later_request(
                            upstream={"base_url": url, "transport": transport},
                            cache={"backend": "off"}) as env:
             for key in (env.key, env.keys["other"], env.key, env.keys["other"]):
-                got = await env.stub.GetMessage(pb.GetMessageRequest(
+                call = env.stub.GetMessage(pb.GetMessageRequest(
                     thread_id=str(seed["id"]), message_id=str(message["id"])),
                     metadata=bearer(key), timeout=5)
-                assert got.id == message["id"]
+                assert (await call).id == message["id"]
+                # Nor does a consumer see the upstream's cookies.
+                assert "set-cookie" not in dict(await call.trailing_metadata())
     finally:
         await upstream.stop()
     assert len(upstream.cookies) == 4
