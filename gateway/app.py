@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import structlog
 
-from gateway.config import AuthSettings, ServerSettings, Settings
+from gateway.config import AuthSettings, ConfigError, ServerSettings, Settings
 from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
@@ -101,7 +101,12 @@ async def start_gateway(settings: Settings) -> Gateway:
     guards: list[AuthInterceptor] = []
     if settings.auth.enabled:
         reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
-        reloader.start()
+        try:
+            reloader.start()  # refuses a missing or unloadable store (ConfigError)
+        except BaseException:
+            await operations.cache.close()
+            await upstream.aclose()
+            raise
         authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
         guards.append(AuthInterceptor(authenticator))
     else:
@@ -139,8 +144,13 @@ async def start_gateway(settings: Settings) -> Gateway:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials."""
-    gateway = await start_gateway(settings)
+    """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials.
+    A start-up check that fails (no credentials store, ...) exits 2 with one error line."""
+    try:
+        gateway = await start_gateway(settings)
+    except ConfigError as exc:
+        log.error("gateway_start_refused", error=str(exc))
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -88,3 +88,17 @@ async def test_gateway_with_auth_and_an_unreadable_store_does_not_start(
     with pytest.raises(ConfigError, match="auth.store_path"):
         gw = await start_gateway(auth_settings(emulator, broken))
         await gw.stop(grace=0.1)
+
+
+def test_serve_with_auth_and_a_missing_store_exits_2_with_one_error_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "GATEWAY_AUTH_ENABLED": "true",
+           "GATEWAY_AUTH_STORE_PATH": str(tmp_path / "nope.json"),
+           "GATEWAY_SERVER_GRPC_LISTEN": "127.0.0.1:0"}
+    proc = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, timeout=30,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "auth.store_path" in proc.stderr and "Traceback" not in proc.stderr
