@@ -80,3 +80,17 @@ async def test_rest_percent_encoded_dot_ids_are_400(
         assert got.json()["error"]["param"] == "message_id"
         assert emulator.log.count() == before
         assert len(emulator.store.message_ids(env.thread_id)) == messages
+
+
+async def test_rest_percent_encoded_dot_thread_id_is_400(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    async with secured(emulator, tmp_path, server={"http_listen": "127.0.0.1:0"}) as env:
+        before = emulator.log.count()
+        url = httpx.URL(f"http://127.0.0.1:{env.gateway.http_port}/v1/threads/%2e/messages")
+        headers = {"authorization": f"Bearer {env.key}", "openai-beta": "assistants=v1"}
+        async with httpx.AsyncClient(timeout=5) as http:
+            listed = await http.get(url, headers=headers)
+            posted = await http.post(url, headers=headers, json={"role": "user", "content": "x"})
+        assert listed.status_code == 400 and posted.status_code == 400
+        assert listed.json()["error"]["param"] == posted.json()["error"]["param"] == "thread_id"
+        assert emulator.log.count() == before
