@@ -114,7 +114,8 @@ async def start_gateway(settings: Settings) -> Gateway:
                     "without a key; set [auth] enabled = true outside loopback")
     grpc_server = GrpcServer(settings.server, operations, guards=list(guards),
                              credentials=server_credentials(settings.server))
-    key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready)
+    key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready,
+                                 upstream.set_keys_missing)
     await key_watch.start()  # before the port opens: no moment of SERVING without a key
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0

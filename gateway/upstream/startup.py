@@ -6,10 +6,11 @@ at start; while one is missing the gateway logs ``upstream_misconfigured`` (erro
 profile and where the key was looked for, never a key), sets
 ``gateway_upstream_key_missing{profile}`` to 1 and reports the consumer service
 (``messages_gateway.v1.MessagesService``) NOT_SERVING, so a readiness probe keeps consumers
-away. The overall health (service "") stays SERVING: the process is alive, and a liveness probe
-must not restart it over a Secret that has not been mounted yet. The key is looked for again
-every ``KEY_RECHECK_SECONDS`` until every profile has one (a file that appears, a Secret mounted
-late), then the consumer service turns SERVING.
+away, and calls of that profile are refused UNAVAILABLE ``UPSTREAM_KEY_MISSING`` before any
+upstream request (they went out without a key). The overall health (service "") stays SERVING:
+the process is alive, and a liveness probe must not restart it over a Secret that has not been
+mounted yet. The key is looked for again every ``KEY_RECHECK_SECONDS`` until every profile has
+one (a file that appears, a Secret mounted late), then the consumer service turns SERVING.
 
 The base URL's shape is checked with the settings (``gateway.config_checks``).
 """
@@ -54,9 +55,12 @@ class UpstreamKeyWatch:
     """Checks every profile's key; ``on_ready(bool)`` hears whether all have one."""
 
     def __init__(self, profiles: Mapping[str, UpstreamSettings],
-                 on_ready: Callable[[bool], Awaitable[None]]) -> None:
+                 on_ready: Callable[[bool], Awaitable[None]],
+                 on_missing: Callable[[frozenset[str]], None] | None = None) -> None:
+        """``on_missing`` hears the profiles without a key after every check."""
         self._profiles = dict(profiles)
         self._on_ready = on_ready
+        self._on_missing = on_missing
         self._task: asyncio.Task[None] | None = None
         self.missing: list[str] = []
 
@@ -67,6 +71,8 @@ class UpstreamKeyWatch:
             metrics.UPSTREAM_KEY_MISSING.labels(name).set(0 if present else 1)
             if not present:
                 missing.append(name)
+        if self._on_missing is not None:
+            self._on_missing(frozenset(missing))
         return missing
 
     async def start(self) -> None:

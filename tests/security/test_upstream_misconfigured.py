@@ -16,12 +16,15 @@ import pytest
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
 from gateway.config import ConfigError, load_settings
 from gateway.emulator.server import EmulatorServer
 from gateway.rpc.server import SERVICE_NAME
 from gateway.upstream import startup
 from tests.conftest import EMULATOR_KEY, gateway_settings
+from tests.rpc.test_messages_service import details
 from tests.security.conftest import metric
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -66,6 +69,17 @@ async def test_missing_upstream_key_is_not_serving_until_it_appears(
         assert metric("gateway_upstream_key_missing", profile="default") == 1
         assert await _health(gw.grpc_port, SERVICE_NAME) == NOT_SERVING
         assert await _health(gw.grpc_port, "") == SERVING  # the process itself is alive
+        # A call meanwhile is refused before any upstream request (it went out without a key and
+        # came back INTERNAL UPSTREAM_CREDENTIALS_REJECTED).
+        thread = emulator.store.create_thread()
+        before = emulator.log.count()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await pb_grpc.MessagesServiceStub(ch).ListMessages(
+                    pb.ListMessagesRequest(thread_id=str(thread["id"])), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert details(caught.value)["ErrorInfo"].reason == "UPSTREAM_KEY_MISSING"  # type: ignore[attr-defined]
+        assert emulator.log.count() == before
         if source == "missing_file":
             key_file.write_text(EMULATOR_KEY + "\n")
         elif source == "unset_env":
@@ -74,6 +88,10 @@ async def test_missing_upstream_key_is_not_serving_until_it_appears(
             return  # a key set nowhere cannot appear
         assert await _wait_status(gw.grpc_port, SERVICE_NAME, SERVING, 3.0)
         assert metric("gateway_upstream_key_missing", profile="default") == 0
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            page = await pb_grpc.MessagesServiceStub(ch).ListMessages(
+                pb.ListMessagesRequest(thread_id=str(thread["id"])), timeout=5)
+        assert list(page.data) == []
     finally:
         await gw.stop(grace=0.1)
 
