@@ -153,3 +153,27 @@ async def test_a_body_that_never_finishes_is_cut_off_and_frees_its_request_slot(
         assert metric("gateway_http_connections_closed_total", reason="body_timeout") >= (
             before + 2)
         assert (await _rest_ok(env)).status_code == 200
+
+
+async def test_a_kept_alive_connection_that_starts_a_request_and_stalls_is_closed(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    """After one full exchange, a second request's headers dribble in: uvicorn cancels its
+    keep-alive timer on the first byte, so only the header timeout ends it."""
+    async with secured(emulator, tmp_path, server={"http_listen": "127.0.0.1:0",
+                                                   "http_header_timeout_seconds": 0.5,
+                                                   "http_keepalive_seconds": 30.0}) as env:
+        def exchange_then_stall() -> bool:
+            s = socket.create_connection(("127.0.0.1", env.gateway.http_port), timeout=2)
+            try:
+                s.sendall(b"GET /v1/threads/thread_x/messages HTTP/1.1\r\nHost: gw\r\n"
+                          b"OpenAI-Beta: assistants=v1\r\n\r\n")
+                first = s.recv(65536)
+                assert first.startswith(b"HTTP/1.1 401"), first[:40]
+                s.sendall(PARTIAL)
+                return _closed_by_server(s, 3.0)
+            finally:
+                s.close()
+
+        started = time.monotonic()
+        assert await asyncio.to_thread(exchange_then_stall)
+        assert time.monotonic() - started < 2.5
