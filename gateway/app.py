@@ -10,7 +10,8 @@ from pathlib import Path
 import grpc
 import structlog
 
-from gateway.config import AuthSettings, ServerSettings, Settings
+from gateway.config import AuthSettings, ConfigError, ServerSettings, Settings
+from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
@@ -23,7 +24,8 @@ from gateway.operations.ownership import Ownership
 from gateway.pipeline import Pipeline
 from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
-from gateway.upstream.pool import UpstreamPool
+from gateway.upstream.pool import UpstreamPool, all_profiles
+from gateway.upstream.startup import UpstreamKeyWatch
 
 log = structlog.get_logger("gateway")
 
@@ -46,10 +48,13 @@ class Gateway:
     reloader: Reloader | None = None
     #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
     metrics: MetricsServer | None = None
+    key_watch: UpstreamKeyWatch | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
         accepting and give in-flight calls ``grace`` seconds."""
+        if self.key_watch is not None:
+            await self.key_watch.stop()
         await self.grpc.not_serving()
         self.pipeline.draining.set()
         faces = [self.grpc.stop(grace)]
@@ -101,6 +106,7 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
 
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
+    check_base_urls(settings)  # settings built in code skip load_settings' checks
     upstream = UpstreamPool(settings)
     operations = MessageOperations(
         upstream,
@@ -113,7 +119,12 @@ async def start_gateway(settings: Settings) -> Gateway:
     reloader: Reloader | None = None
     if settings.auth.enabled:
         reloader = Reloader(settings.auth.store_path, settings.auth.reload_seconds, upstream.names)
-        reloader.start()
+        try:
+            reloader.start()  # refuses a missing or unloadable store (ConfigError)
+        except BaseException:
+            await operations.cache.close()
+            await upstream.aclose()
+            raise
         authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
     else:
         log.warning("auth_disabled", detail="every caller is served under the default profile "
@@ -124,6 +135,9 @@ async def start_gateway(settings: Settings) -> Gateway:
             h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA)
     grpc_server = GrpcServer(settings.server, operations, pipeline,
                              credentials=server_credentials(settings.server))
+    key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready,
+                                 upstream.set_keys_missing)
+    await key_watch.start()  # before the port opens: no moment of SERVING without a key
     port = await grpc_server.start(settings.server.grpc_listen)
     http_server, http_port = None, 0
     if settings.server.http_listen:
@@ -132,6 +146,7 @@ async def start_gateway(settings: Settings) -> Gateway:
             http_port = await http_server.start(settings.server.http_listen)
         except BaseException:
             await grpc_server.drain(0.0)
+            await key_watch.stop()
             if reloader is not None:
                 await reloader.stop()
             await upstream.aclose()
@@ -144,12 +159,17 @@ async def start_gateway(settings: Settings) -> Gateway:
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names))
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics)
+                   http_port, authenticator, reloader, metrics, key_watch)
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials."""
-    gateway = await start_gateway(settings)
+    """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials.
+    A start-up check that fails (no credentials store, ...) exits 2 with one error line."""
+    try:
+        gateway = await start_gateway(settings)
+    except ConfigError as exc:
+        log.error("gateway_start_refused", error=str(exc))
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,8 +8,9 @@ Every value is type-checked at start-up and an error names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
-import re
 import tomllib
 import types
 import typing
@@ -17,16 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from gateway.headers import FORBIDDEN_EXTRA
+from gateway.config_checks import ConfigError, check_all, parse_listen  # noqa: F401 - the API
 
 ENV_PREFIX = "GATEWAY_"
 
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +36,27 @@ class ServerSettings:
     grace_seconds: float = 10.0
     #: Seconds health reports NOT_SERVING before the listener closes (lets balancers notice).
     drain_delay_seconds: float = 0.0
+    #: Consumer calls served at once (calls still waiting for their request do not count).
     max_concurrent_rpcs: int = 1000
+    #: Seconds a call may take to deliver its request message once its headers arrived (gRPC),
+    #: or its body (HTTP).
+    request_timeout_seconds: float = 10.0
+    #: Calls waiting for their request at once; when full, the longest-waiting one is ended.
+    max_pending_calls: int = 100
+    #: HTTP/2 streams one client connection may have open at once.
+    max_streams_per_connection: int = 1000
+    #: HTTP face: seconds a connection may take to send a request's headers (from opening, or
+    #: from the end of its previous response); idle keep-alive connections close sooner.
+    http_header_timeout_seconds: float = 10.0
+    http_keepalive_seconds: float = 5.0
+    #: HTTP connections open at once; when full, the longest-waiting idle one is closed.
+    max_http_connections: int = 1000
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True
+    #: Proxies (IP addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the HTTP
+    #: face believes; empty = none (the client address is the TCP peer's).
+    trusted_proxies: tuple[str, ...] = ()
     #: PEM files; both set = TLS on the gRPC port (otherwise plaintext, for loopback only).
     tls_cert: str = ""
     tls_key: str = ""
@@ -126,7 +139,8 @@ class AuthSettings:
     rate_per_second: float = 50.0
     burst: int = 100
     max_streams: int = 20
-    #: Failed authentications per peer address per window before the peer is refused.
+    #: Failed authentications per peer address (and per presented key id) per window before
+    #: further failures of it are answered RESOURCE_EXHAUSTED; a valid key is never refused.
     failed_auth_limit: int = 20
     failed_auth_window_seconds: float = 60.0
     #: "local" (per replica) or "redis" (shared by every replica).
@@ -224,6 +238,7 @@ def load_settings(
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _check_environment_names(environ)
     sections = {f.name: f.type for f in dataclasses.fields(Settings)}
     for name in raw:
         if name not in sections:
@@ -239,7 +254,8 @@ def load_settings(
         for key in (x.name for x in dataclasses.fields(cls)):
             env_name = f"{ENV_PREFIX}{f.name}_{key}".upper()
             if env_name in environ:
-                values[key] = _from_env(environ[env_name], typing.get_type_hints(cls)[key])
+                values[key] = _from_env(environ[env_name], typing.get_type_hints(cls)[key],
+                                        f"{f.name}.{key}", env_name)
         built[f.name] = _build(cls, values, f.name)
     settings = Settings(**built)
     check_settings(settings)
@@ -259,9 +275,36 @@ def _profiles(raw: Any) -> tuple[ProfileSettings, ...]:
     return tuple(profiles)
 
 
-def _from_env(text: str, hint: Any) -> Any:
+def environment_names() -> frozenset[str]:
+    """Every ``GATEWAY_*`` variable the gateway reads."""
+    names = {"GATEWAY_CONFIG"}
+    for f in dataclasses.fields(Settings):
+        if f.name == "profiles":
+            continue  # file only
+        cls = typing.get_type_hints(Settings)[f.name]
+        names.update(f"{ENV_PREFIX}{f.name}_{k.name}".upper() for k in dataclasses.fields(cls))
+    return frozenset(names)
+
+
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """A misspelt ``GATEWAY_*`` name is an error, not a setting silently left at its default
+    (``GATEWAY_AUTH_ENABLE=true`` would leave auth off). Values are never echoed."""
+    known = environment_names()
+    for name in sorted(environ):
+        if name.upper().startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown environment variable {name}: not a gateway setting "
+                              f"(GATEWAY_<SECTION>_<KEY>; [profiles] are file-only){hint}")
+
+
+def _from_env(text: str, hint: Any, key: str, env_name: str) -> Any:
     if hint is bool:
-        return text.strip().lower() in {"1", "true", "yes", "on"}
+        # As in TOML: exactly true or false. Anything else ("enabled", "y", "true # comment")
+        # turned auth *off* when it meant on.
+        if text in {"true", "false"}:
+            return text == "true"
+        raise ConfigError(f"{key} must be true or false (from {env_name})")
     if typing.get_origin(hint) is tuple:
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text
@@ -295,9 +338,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key} must be a number")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number") from None
+        # NaN fails every comparison, so range checks pass it (rate_per_second=nan admitted
+        # every call); TOML and float() both accept nan and inf.
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string")
@@ -309,133 +357,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"{key} has an unsupported type")  # pragma: no cover - programming error
 
 
-def parse_listen(value: str, key: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6); the error names the key."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def check_settings(settings: Settings) -> None:
-    parse_listen(settings.server.grpc_listen, "server.grpc_listen")
-    if settings.server.http_listen:
-        parse_listen(settings.server.http_listen, "server.http_listen")
-    if settings.server.metrics_listen:
-        parse_listen(settings.server.metrics_listen, "server.metrics_listen")
-    url = urlsplit(settings.upstream.base_url)
-    if url.scheme not in {"http", "https"} or not url.hostname:
-        raise ConfigError("upstream.base_url must be an http(s) URL with a host")
-    if url.query or url.fragment:
-        raise ConfigError("upstream.base_url must not have a query or fragment")
-    if settings.upstream.transport not in {"aiohttp", "httpx"}:
-        raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
-    for name in settings.upstream.allowed_extra_headers:
-        if name.lower() in FORBIDDEN_EXTRA:
-            raise ConfigError(f"upstream.allowed_extra_headers may not include {name!r}")
-    positive = {
-        "server.grace_seconds": settings.server.grace_seconds,
-        "server.default_timeout_seconds": settings.server.default_timeout_seconds,
-        "server.max_concurrent_rpcs": settings.server.max_concurrent_rpcs,
-        "upstream.connect_timeout_seconds": settings.upstream.connect_timeout_seconds,
-        "upstream.max_connections": settings.upstream.max_connections,
-        "upstream.max_body_bytes": settings.upstream.max_body_bytes,
-    }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
-    check_reliability(settings.reliability)
-    server = settings.server
-    if bool(server.tls_cert) != bool(server.tls_key):
-        raise ConfigError("server.tls_cert and server.tls_key must be set together")
-    if server.tls_client_ca and not server.tls_cert:
-        raise ConfigError("server.tls_client_ca needs server.tls_cert and server.tls_key")
-    check_auth(settings)
-    _check_cache(settings.cache)
-    if settings.logging.format not in {"json", "console"}:
-        raise ConfigError("logging.format must be 'json' or 'console'")
-    if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError("logging.level must be debug, info, warning or error")
-
-
-def check_reliability(r: ReliabilitySettings) -> None:
-    if not 1 <= r.max_attempts <= 5:
-        raise ConfigError("reliability.max_attempts must be between 1 and 5")
-    positive = {
-        "reliability.initial_backoff_seconds": r.initial_backoff_seconds,
-        "reliability.max_backoff_seconds": r.max_backoff_seconds,
-        "reliability.max_retry_after_seconds": r.max_retry_after_seconds,
-        "reliability.circuit_failure_threshold": r.circuit_failure_threshold,
-        "reliability.circuit_open_seconds": r.circuit_open_seconds,
-        "reliability.max_upstream_concurrency": r.max_upstream_concurrency,
-        "reliability.idempotency_window_seconds": r.idempotency_window_seconds,
-        "reliability.idempotency_max_entries": r.idempotency_max_entries,
-    }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
-    not_negative = {
-        "reliability.per_try_timeout_seconds": r.per_try_timeout_seconds,
-        "reliability.retry_budget_ratio": r.retry_budget_ratio,
-        "reliability.retry_budget_burst": r.retry_budget_burst,
-        "reliability.admission_wait_seconds": r.admission_wait_seconds,
-    }
-    for key, number in not_negative.items():
-        if number < 0:
-            raise ConfigError(f"{key} must not be negative")
-
-
-_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def check_auth(settings: Settings) -> None:
-    auth = settings.auth
-    if auth.enabled and not auth.store_path:
-        raise ConfigError("auth.store_path is required when auth.enabled is true")
-    if auth.limits_backend not in {"local", "redis"}:
-        raise ConfigError("auth.limits_backend must be 'local' or 'redis'")
-    if auth.thread_access not in {"tenant", "consumer", "open"}:
-        raise ConfigError("auth.thread_access must be 'tenant', 'consumer' or 'open'")
-    if auth.reload_seconds <= 0:
-        raise ConfigError("auth.reload_seconds must be greater than 0")
-    if auth.failed_auth_window_seconds <= 0:
-        raise ConfigError("auth.failed_auth_window_seconds must be greater than 0")
-    for key in ("rate_per_second", "burst", "max_streams", "failed_auth_limit"):
-        if getattr(auth, key) < 0:
-            raise ConfigError(f"auth.{key} must not be negative")
-    seen = {"default"}
-    for profile in settings.profiles:
-        where = f"profiles.{profile.name}"
-        if not _PROFILE_NAME.fullmatch(profile.name):
-            raise ConfigError(f"[{where}]: a profile name is 1-64 letters, digits, '.', '_', '-'")
-        if profile.name in seen:
-            raise ConfigError(f"[{where}]: 'default' is the [upstream] section; pick another name")
-        seen.add(profile.name)
-        url = urlsplit(profile.base_url)
-        if url.scheme not in {"http", "https"} or not url.hostname or url.query or url.fragment:
-            raise ConfigError(f"{where}.base_url must be an http(s) URL with a host")
-        if not (profile.api_key or profile.api_key_env or profile.api_key_file):
-            raise ConfigError(f"{where} needs api_key_env or api_key_file")
-
-
-def _check_cache(cache: CacheSettings) -> None:
-    if cache.backend not in {"memory", "redis", "off"}:
-        raise ConfigError("cache.backend must be 'memory', 'redis' or 'off'")
-    if cache.backend == "redis" and urlsplit(cache.redis_url).scheme not in {
-        "redis", "rediss", "unix"
-    }:
-        raise ConfigError("cache.redis_url must be a redis://, rediss:// or unix:// URL")
-    positive = {
-        "cache.redis_op_timeout_seconds": cache.redis_op_timeout_seconds,
-        "cache.redis_breaker_seconds": cache.redis_breaker_seconds,
-        "cache.redis_max_connections": cache.redis_max_connections,
-        "cache.max_entries": cache.max_entries,
-        "cache.max_bytes": cache.max_bytes,
-        "cache.max_value_bytes": cache.max_value_bytes,
-    }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
-    for name in ("get_message", "list_messages", "get_message_file", "list_message_files"):
-        if getattr(cache, f"{name}_ttl_seconds") < 0:
-            raise ConfigError(f"cache.{name}_ttl_seconds must be 0 (off) or more")
+    """Every cross-key rule (gateway/config_checks.py); an error names the key."""
+    check_all(settings)

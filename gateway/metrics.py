@@ -52,3 +52,17 @@ UPSTREAM_TOLERATED = Counter("gateway_upstream_tolerated_total",
 IDEMPOTENT_REPLAYS = Counter("gateway_idempotent_replays_total",
                              "Creates answered from an earlier call with the same key, by how "
                              "(stored, awaited, recovered).", ("how",), registry=REGISTRY)
+CALLS_REFUSED = Counter("gateway_calls_refused_total",
+                        "gRPC calls refused before they were served, by reason (request_timeout, "
+                        "pending_evicted, concurrency, no_request, undecodable_request).",
+                        ("reason",), registry=REGISTRY)
+UPSTREAM_KEY_MISSING = Gauge("gateway_upstream_key_missing",
+                             "1 while a profile has no upstream key (the consumer service is "
+                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY)
+HTTP_CONNECTIONS_CLOSED = Counter("gateway_http_connections_closed_total",
+                                  "HTTP connections closed by a bound, by reason (header_timeout, "
+                                  "body_timeout, evicted, connection_limit).", ("reason",),
+                                  registry=REGISTRY)
+HTTP_REQUESTS_REFUSED = Counter("gateway_http_requests_refused_total",
+                                "HTTP requests refused at the concurrent request limit.",
+                                registry=REGISTRY)

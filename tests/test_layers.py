@@ -39,7 +39,14 @@ def _imports() -> dict[str, set[str]]:
         if name == "gateway.__init__":
             continue
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        # Imports for annotations only (``if TYPE_CHECKING:``) are not imports at run time.
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                       for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets.add(node.module)
             elif isinstance(node, ast.Import):

@@ -16,11 +16,18 @@ the old token no longer match. Fills are conditional (a Lua script compares the 
 the fetch with the current ones), so an answer fetched across a write is never stored. Reads fetch
 the tokens and the value in one ``MGET``. Token keys outlive every entry (TTL = longest entry TTL
 + a margin), so an expired token can only turn entries into misses, never revive old ones.
+
+A failed invalidation (Redis paused or unreachable during a write) is not dropped: it is retried
+every ``INVALIDATION_RETRY_SECONDS`` until it lands, and until then this replica bypasses the cache
+for the scopes it could not invalidate. Other replicas can serve the old entry only while Redis
+answers their reads but not this replica's write, and at most one retry interval after Redis
+accepts writes again, instead of until the entry's TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import time
@@ -47,6 +54,10 @@ T = TypeVar("T")
 FAILURES_TO_OPEN = 3
 #: Seconds a generation key outlives the longest entry TTL.
 GENERATION_MARGIN_SECONDS = 60.0
+#: How often a failed invalidation is tried again.
+INVALIDATION_RETRY_SECONDS = 0.5
+#: Scopes remembered as not invalidated (beyond it the oldest are dropped).
+MAX_DIRTY_SCOPES = 10_000
 
 # KEYS: generation keys..., value key. ARGV: expected tokens..., value, ttl in ms.
 _CONDITIONAL_SET = """
@@ -97,6 +108,9 @@ class RedisBackend:
         self._failures = 0
         self._open_until = 0.0
         self._pending: set[asyncio.Future[Any]] = set()
+        #: Generation keys whose invalidation failed → when to stop retrying (monotonic).
+        self._dirty: dict[str, float] = {}
+        self._retrying: asyncio.Future[None] | None = None
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -165,6 +179,8 @@ class RedisBackend:
     async def lookup(self, key: CacheKey) -> Lookup:
         value_key = self.value_key(key)
         names = [*self._generation_keys(key), value_key]
+        if self._dirty and self._is_dirty(names[:-1]):
+            return Lookup(None, (), available=False)  # a write here is not invalidated yet
         try:
             values: list[bytes | None] = await self._run(lambda: self._redis.mget(names))
         except _Unavailable:
@@ -196,20 +212,59 @@ class RedisBackend:
         except _Unavailable:
             return
 
-    async def invalidate(self, thread_id: str, scopes: Sequence[str]) -> None:
-        async def write() -> None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for scope in scopes:
-                    pipe.set(self.generation_key(thread_id, scope),
-                             secrets.token_hex(8), ex=self._generation_ttl)
-                await pipe.execute()
+    async def _bump(self, names: Sequence[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.set(name, secrets.token_hex(8), ex=self._generation_ttl)
+            await pipe.execute()
 
+    async def invalidate(self, thread_id: str, scopes: Sequence[str]) -> None:
+        names = [self.generation_key(thread_id, scope) for scope in scopes]
         try:
-            await self._run(write)
+            await self._run(lambda: self._bump(names))
         except _Unavailable:
-            log.warning("cache_invalidation_failed", scopes=len(scopes))
+            # Not given up on: retried until it lands, and this replica bypasses the cache for
+            # these scopes meanwhile (the entries would otherwise be served until their TTL).
+            log.warning("cache_invalidation_failed", scopes=len(scopes),
+                        retry_every_seconds=INVALIDATION_RETRY_SECONDS)
+            metrics.CACHE_EVENTS.labels(self.name, "invalidation_failed").inc()
+            self._mark_dirty(names)
+
+    def _mark_dirty(self, names: Sequence[str]) -> None:
+        # Past the generation TTL every entry stored before the write has expired anyway.
+        give_up = time.monotonic() + self._generation_ttl
+        for name in names:
+            self._dirty[name] = give_up
+        while len(self._dirty) > MAX_DIRTY_SCOPES:  # bounded; the oldest were retried longest
+            self._dirty.pop(next(iter(self._dirty)))
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.ensure_future(self._retry_invalidations())
+
+    def _is_dirty(self, names: Sequence[str]) -> bool:
+        return any(name in self._dirty for name in names)
+
+    async def _retry_invalidations(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(INVALIDATION_RETRY_SECONDS)
+            now = time.monotonic()
+            for name in [n for n, until in self._dirty.items() if until <= now]:
+                del self._dirty[name]
+            names = list(self._dirty)
+            if not names or not self.available:
+                continue
+            try:
+                await self._run(lambda: self._bump(names))
+            except _Unavailable:
+                continue
+            for name in names:
+                self._dirty.pop(name, None)
+            log.info("cache_invalidation_recovered", scopes=len(names))
 
     async def close(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=max(1.0, 4 * self._op_timeout))
         await self._redis.aclose()

@@ -3,10 +3,9 @@ calls (gRPC metadata ``authorization`` or the HTTP ``Authorization`` header, sam
 
 Order, cheapest and safest first:
 
-1. a peer over its failed-authentication limit → ResourceExhausted (its key is not even parsed);
-2. the header must be ``Bearer <key>`` with a well-formed key (length checked before anything
+1. the header must be ``Bearer <key>`` with a well-formed key (length checked before anything
    else) → otherwise Unauthenticated; nothing derived from a malformed value is ever looked up;
-3. the key id names one record in the in-memory snapshot; the SHA-256 of the presented key is
+2. the key id names one record in the in-memory snapshot; the SHA-256 of the presented key is
    compared with ``hmac.compare_digest``; revoked, expired or unknown → Unauthenticated (one
    message for all, so a caller learns nothing about which keys exist). A key that passed is
    remembered under its (public) key id until the store changes, and later calls compare the
@@ -14,15 +13,19 @@ Order, cheapest and safest first:
    OpenSSL was most of authentication's cost on a cached call (docs/benchmarks.md). The
    remembered value lives in this process's memory only, as every request's header does; the
    store on disk keeps hashes only, and a reload forgets every remembered value;
-4. the consumer must hold ``scope`` → PermissionDenied;
-5. the consumer's token bucket → ResourceExhausted with ``retry_after``.
+3. the consumer must hold ``scope`` → PermissionDenied;
+4. the consumer's token bucket → ResourceExhausted with ``retry_after``.
 
 ``admit_remembered(header, scope)`` runs first on the gRPC face: it admits only the exact header
 value that passed all of the above before (one dict lookup by the 16 characters where a key id
-sits, one ``compare_digest``, then the scope, expiry, blocked-peer and token checks) and answers
+sits, one ``compare_digest``, then the scope, expiry and token checks) and answers
 None for anything else, which then takes the path above and gets its error from it.
 
-Failures of steps 2 and 3 count against the peer. Messages never quote the presented value.
+Failures of steps 1 and 2 count against the peer address and against the presented key id (when
+it parses). Over ``failed_auth_limit`` within the window, either one turns *further failures*
+into RESOURCE_EXHAUSTED (``AUTH_FAILURES_EXCEEDED``, with retry-after); a valid key is always
+checked and admitted, whatever its address or key id has seen: a block of the whole address locked
+out every consumer behind one NAT, ingress or sidecar. Messages never quote the presented value.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from gateway import metrics
 from gateway.config import AuthSettings
@@ -40,6 +44,9 @@ from gateway.credentials.store import Consumer, KeyRecord, Snapshot
 from gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 BEARER = "bearer "
+#: Failed-authentication counts per presented key id share the limits' per-peer counters under
+#: this prefix (no peer address starts with it).
+KEY_ID_SUBJECT = "key:"
 #: Where the key id sits in a canonical header value, "Bearer mgw_<key id>_<secret>".
 _HEADER_KEY_ID = slice(len("Bearer ") + len(keys.PREFIX), len("Bearer ") + keys.KEY_ID_END)
 
@@ -94,7 +101,7 @@ class Authenticator:
             return None
         if record.expires is not None and self._clock() >= record.expires:
             return None
-        if scope not in principal.scopes or self._local.any_peer_blocked():
+        if scope not in principal.scopes:
             return None
         if self._local.take_now(principal.consumer, principal.limit) is not None:
             return None
@@ -104,21 +111,10 @@ class Authenticator:
         self, authorization: str | None, peer: str | Callable[[], str], scope: str | None = None
     ) -> Principal:
         """``peer`` may be a callable: the gRPC face's ``context.peer()`` is only asked for when
-        some peer is blocked or this call fails (the common call needs no address)."""
-        address: str | None = None
-        if self.limits.any_peer_blocked():
-            address = _address(peer)
-            blocked = self.limits.peer_blocked(address)
-            if blocked is not None:
-                metrics.AUTH_FAILURES.labels("peer_blocked").inc()
-                raise ResourceExhausted("too many failed authentications from this address",
-                                        reason="AUTH_FAILURES_EXCEEDED", retry_after=blocked)
+        this call fails (a valid key needs no address)."""
         principal = self._verify(authorization)
         if principal is None:
-            await self.limits.failed(address if address is not None else _address(peer))
-            raise Unauthenticated(
-                "a valid gateway key is required: 'authorization: Bearer <key>'",
-                reason="INVALID_GATEWAY_KEY")
+            await self._failed(authorization, _address(peer))
         if scope is not None and scope not in principal.scopes:
             metrics.AUTH_FAILURES.labels("scope").inc()
             raise PermissionDenied(f"the key lacks the '{scope}' scope",
@@ -132,6 +128,28 @@ class Authenticator:
             raise ResourceExhausted("the consumer's request rate limit is exceeded",
                                     reason="CONSUMER_RATE_LIMITED", retry_after=wait)
         return principal
+
+    async def _failed(self, authorization: str | None, address: str) -> NoReturn:
+        """A failed check: counted against the address and the presented key id (when one
+        parses). Blocked by either (over the limit before this failure), the failure is answered
+        RESOURCE_EXHAUSTED: only failures are refused, a valid key never is (a block per address
+        alone locked out everyone behind one NAT, ingress or sidecar)."""
+        key_id = _presented_key_id(authorization)
+        blocked = self.limits.peer_blocked(address) if self.limits.any_peer_blocked() else None
+        key_blocked = (self.limits.peer_blocked(KEY_ID_SUBJECT + key_id)
+                       if key_id is not None and self.limits.any_peer_blocked() else None)
+        await self.limits.failed(address)
+        if key_id is not None:
+            await self.limits.failed(KEY_ID_SUBJECT + key_id)
+        if blocked is not None or key_blocked is not None:
+            metrics.AUTH_FAILURES.labels("peer_blocked" if blocked is not None
+                                         else "key_blocked").inc()
+            raise ResourceExhausted("too many failed authentications; retry later",
+                                    reason="AUTH_FAILURES_EXCEEDED",
+                                    retry_after=max(blocked or 0.0, key_blocked or 0.0))
+        raise Unauthenticated(
+            "a valid gateway key is required: 'authorization: Bearer <key>'",
+            reason="INVALID_GATEWAY_KEY")
 
     def _verify(self, authorization: str | None) -> Principal | None:
         if not authorization:
@@ -208,3 +226,12 @@ class Authenticator:
 
 def _address(peer: str | Callable[[], str]) -> str:
     return peer_address(peer if isinstance(peer, str) else peer())
+
+
+def _presented_key_id(authorization: str | None) -> str | None:
+    """The key id of a well-formed presented key (public: it is in the key's first part)."""
+    if not authorization or len(authorization) > len(BEARER) + keys.KEY_LENGTH + 8:
+        return None
+    if authorization[: len(BEARER)].lower() != BEARER:
+        return None
+    return keys.parse_key_id(authorization[len(BEARER):].strip())

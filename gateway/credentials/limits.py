@@ -12,9 +12,11 @@ store is a local file — so a Redis outage cannot lock consumers out (OpenAI's 
 was an auth cache in Redis). Every Redis command is bounded by the client's socket timeout.
 
 Failed authentications are counted per peer address (never the port: a new connection must not
-reset the count). Over ``failed_auth_limit`` failures within the window, the peer is refused with
-RESOURCE_EXHAUSTED *before* its key is looked at. With Redis the count is shared; the blocked
-state is also remembered locally so a blocked peer costs no round trip.
+reset the count), and by the authenticator per presented key id too (subjects ``key:<id>``, same
+counters). Over ``failed_auth_limit`` failures within the window, further *failures* of that
+subject are answered RESOURCE_EXHAUSTED; a valid key is always checked and admitted (see
+``gateway.credentials.authenticator``). With Redis the count is shared; the blocked state is also
+remembered locally so a blocked subject costs no round trip.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ import structlog
 from prometheus_client import Counter
 
 from gateway import metrics
+from gateway.config import ConfigError
+from gateway.config_checks import check_store_exists
 from gateway.credentials import store
 from gateway.credentials.store import Snapshot, StoreError
 
@@ -82,7 +84,12 @@ class Reloader:
         return True
 
     def start(self) -> None:
-        self.load()
+        """Load the store and start watching it. At start there is no earlier snapshot to keep:
+        a missing or unreadable store is refused (ConfigError) instead of serving no one."""
+        check_store_exists(self.path)
+        if not self.load():
+            raise ConfigError(f"auth.store_path: the credentials store {self.path} could not be "
+                              "loaded (see the log line before)")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="credentials-reload")
 
     def trigger(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import re
 import tempfile
@@ -121,6 +122,8 @@ def _number(value: Any, where: str, *, optional: bool = True) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise StoreError(f"{where} must be a number")
+    if not math.isfinite(value):  # json reads NaN and Infinity; NaN passes every range check
+        raise StoreError(f"{where} must be a finite number")
     return float(value)
 
 

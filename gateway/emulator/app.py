@@ -19,12 +19,14 @@ compact JSON), with ``content-type: application/json`` and the OpenAI headers (`
 requests per minute against ``rate_limit_requests`` but never refuse: throttling is a fault
 (``status`` 429), so tests decide when it happens.
 
-The admin API is unauthenticated, unlogged and never faulted; the server binds to loopback.
+The admin API is unlogged and never faulted. It is open on loopback; the server refuses any other
+bind unless an admin token is set, and with a token every admin request must carry it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import socket
 import struct
@@ -138,8 +140,11 @@ class Emulator:
         faults: Faults | None = None,
         pretty: bool = True,
         rate_limit_requests: int = 5000,
+        admin_token: str | None = None,
     ) -> None:
         self.api_keys: set[str] = set(DEFAULT_API_KEYS if api_keys is None else api_keys)
+        #: When set, every /_emulator request must carry ``Authorization: Bearer <token>``.
+        self.admin_token = admin_token
         self.beta = beta
         self.store = store if store is not None else Store()
         self.log = log if log is not None else RequestLog()
@@ -601,9 +606,26 @@ def _logged_headers(request: web.Request) -> dict[str, str]:
             if k.lower() not in _UNLOGGED_HEADERS}
 
 
+def _admin_guard(emulator: Emulator) -> Any:
+    expected = f"Bearer {emulator.admin_token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/_emulator"):
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response(error_body(
+                    "the emulator's admin API needs 'Authorization: Bearer <admin token>'",
+                    "invalid_request_error", None, "invalid_admin_token"), status=401)
+        return await handler(request)
+
+    return guard
+
+
 def create_app(emulator: Emulator) -> web.Application:
     """The aiohttp application serving ``emulator`` (run it with ``handler_cancellation=True``)."""
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+    middlewares = [_admin_guard(emulator)] if emulator.admin_token else []
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=middlewares)
     app.add_routes(emulator.routes())
     app[EMULATOR_KEY] = emulator
     return app

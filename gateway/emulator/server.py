@@ -12,6 +12,7 @@ because a stopping test server must not wait a minute for a deliberately drippin
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -45,9 +46,13 @@ class EmulatorServer:
         pretty: bool = True,
         rate_limit_requests: int = 5000,
         shutdown_timeout: float = 0.5,
+        admin_token: str | None = None,
     ) -> None:
-        """``seed`` seeds the fault RNG; ``clock`` (Unix seconds) drives ``created_at``."""
+        """``seed`` seeds the fault RNG; ``clock`` (Unix seconds) drives ``created_at``.
+        ``admin_token``: the ``/_emulator`` admin API then needs ``Authorization: Bearer
+        <token>``; required to bind anything but loopback."""
         self.emulator = Emulator(
+            admin_token=admin_token,
             api_keys=api_keys,
             beta=beta,
             store=Store(clock) if clock is not None else Store(),
@@ -90,6 +95,11 @@ class EmulatorServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
         if self._runner is not None:
             raise RuntimeError("emulator already started")
+        if not is_loopback(host) and not self.emulator.admin_token:
+            # The admin API reads the request log, wipes the store and injects faults.
+            raise ValueError(f"refusing to bind the emulator on {host or 'every address'!r}: "
+                             "off loopback its admin API needs a token (admin_token, or "
+                             "EMULATOR_ADMIN_TOKEN for `python -m gateway emulator`)")
         runner = web.AppRunner(
             create_app(self.emulator),
             handler_cancellation=True,
@@ -194,6 +204,15 @@ class ThreadedEmulator:
         self.stop()
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every address) or a name that may resolve anywhere
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
     host, sep, port = listen.rpartition(":")
@@ -208,21 +227,26 @@ def serve(listen: str = "127.0.0.1:8099", api_keys: set[str] | None = None) -> N
     """Run the emulator until SIGINT/SIGTERM.
 
     Keys: ``api_keys``, else the comma-separated ``EMULATOR_API_KEYS`` environment variable, else
-    ``sk-emulator``. The keys themselves are never printed.
+    ``sk-emulator``. The keys themselves are never printed. ``EMULATOR_ADMIN_TOKEN`` protects the
+    admin API and is required to listen anywhere but loopback.
     """
     host, port = parse_listen(listen)
     if api_keys is None:
         from_env = {k.strip() for k in os.environ.get("EMULATOR_API_KEYS", "").split(",") if k.strip()}
         api_keys = from_env or set(DEFAULT_API_KEYS)
 
+    admin_token = os.environ.get("EMULATOR_ADMIN_TOKEN") or None
+
     async def main() -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        server = EmulatorServer(api_keys=api_keys)
+        server = EmulatorServer(api_keys=api_keys, admin_token=admin_token)
         await server.start(host, port)
-        print(f"emulator listening on {server.base_url} ({len(api_keys)} API key(s))", flush=True)
+        admin = "admin API needs its token" if admin_token else "admin API open (loopback)"
+        print(f"emulator listening on {server.base_url} ({len(api_keys)} API key(s), {admin})",
+              flush=True)
         try:
             await stopping.wait()
         finally:

@@ -11,8 +11,9 @@ answer would otherwise become a duplicate message). A create with a key (``reque
   reset, timeout, a garbled body: the create may or may not have happened). The gateway cannot
   know from the answer, so it asks the upstream: every keyed create carries a marker in its
   metadata (``gateway_idempotency_key`` = a hash of consumer and key; it stays visible on the
-  message), and before anything is re-sent after an ambiguous failure the newest messages of the
-  thread are listed and searched for the marker. Found: that message is the result (no second
+  message, and the key is reserved on every write, create and update, so no consumer can put a
+  marker on a message itself), and before anything is re-sent after an ambiguous failure the
+  newest messages of the thread are listed and searched for the marker. Found: that message is the result (no second
   create). Not found: the create did not happen, and sending it again is safe. The same look-up
   runs first when a consumer retries a key whose last attempt ended ambiguously (the gateway
   answered UNAVAILABLE/DEADLINE_EXCEEDED naming the key in ErrorInfo metadata ``request_id``).
@@ -44,12 +45,11 @@ from gateway.errors import (
     GatewayError,
     InvalidArgument,
 )
-from gateway.operations.validation import MAX_ID_LENGTH
+from gateway.operations.validation import MARKER_KEY, MAX_ID_LENGTH
 from gateway.upstream.admission import ADMISSION_REASON
 from gateway.upstream.circuit import CIRCUIT_OPEN_REASON
 
-#: Metadata key of the marker every keyed create carries upstream.
-MARKER_KEY = "gateway_idempotency_key"
+__all__ = ["MARKER_KEY", "IdempotencyStore", "marker"]
 #: The upstream's metadata limit; the marker takes one of the pairs.
 MAX_METADATA_PAIRS = 16
 #: How many of the thread's newest messages the look-up searches.

@@ -33,6 +33,11 @@ MAX_EXTRA_QUERY_VALUE_CHARS = 2048
 _ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~\-]+")
 
+#: Metadata key of the idempotency marker keyed creates carry upstream (see idempotency.py). It
+#: is reserved on every write: a marker set by anyone but the gateway's keyed create could make
+#: another consumer's recovery look-up take the marked message for its own.
+MARKER_KEY = "gateway_idempotency_key"
+
 #: Unspecified is the upstream default: no ``order`` parameter is sent.
 ORDER_NAMES = {pb.ORDER_UNSPECIFIED: None, **ORDER.to_wire}
 ROLE_NAMES = ROLE.to_wire
@@ -59,6 +64,10 @@ def check_id(v: Violations, field: str, value: str, *, required: bool = True) ->
         return
     if len(value) > MAX_ID_LENGTH:
         v.add(field, f"must be at most {MAX_ID_LENGTH} characters")
+    elif not value.strip("."):
+        # '.' and '..' are path segments, not ids: the URL they are put in would resolve them
+        # away (an update of message '.' became a create on the thread).
+        v.add(field, "must not be only dots")
     elif ".." in value or not _ID_CHARS.fullmatch(value):
         v.add(field, "must contain only letters, digits, '_', '-', '.' or ':' (and no '..')")
 
@@ -190,6 +199,8 @@ def check_update(req: pb.UpdateMessageRequest, allowed_headers: Iterable[str]) -
     check_id(v, "message_id", req.message_id)
     if req.HasField("metadata"):
         check_metadata(v, "metadata", req.metadata.entries)
+        if MARKER_KEY in req.metadata.entries:
+            v.add(f"metadata.{MARKER_KEY}", "is reserved by the gateway")
     check_options(v, req.options, allowed_headers=allowed_headers, modelled_body=("metadata",))
     v.raise_if_any()
 

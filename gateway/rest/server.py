@@ -17,6 +17,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from gateway.config import ServerSettings, parse_listen
+from gateway.rest.connections import ConnectionGuard, RequestLimit, guarded_protocol
 
 #: How long start-up may take before it is reported as failed.
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -34,13 +35,24 @@ class HttpServer:
 
     def __init__(self, settings: ServerSettings, app: ASGIApp) -> None:
         self._settings = settings
+        #: Connection bounds (header timeout, connection table); see gateway/rest/connections.py.
+        self.guard = ConnectionGuard(settings.max_http_connections,
+                                     settings.http_header_timeout_seconds,
+                                     settings.request_timeout_seconds)
         self._config = uvicorn.Config(
-            app,
+            # Requests are limited by the gateway, not by uvicorn's limit_concurrency, which
+            # counted idle connections and answered a plain-text 503.
+            RequestLimit(app, settings.max_concurrent_rpcs),
+            http=guarded_protocol(self.guard),
+            timeout_keep_alive=settings.http_keepalive_seconds,
             lifespan="off",
             log_config=None,  # keep the gateway's structlog set-up
             access_log=False,  # the face writes its own line per call, without headers
             server_header=False,
-            limit_concurrency=settings.max_concurrent_rpcs,
+            # X-Forwarded-For only from the configured proxies: uvicorn's default believed it
+            # from loopback (and "*" is a common copy-paste), so a client could pick its address.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
             timeout_graceful_shutdown=settings.grace_seconds,
         )
         self._server = _Server(self._config)

@@ -18,6 +18,7 @@ from gateway.config import ServerSettings
 from gateway.operations.messages import MessageOperations
 from gateway.operations.threads import ThreadOperations
 from gateway.pipeline import Pipeline
+from gateway.rpc.admission import CallAdmission
 from gateway.rpc.face import SERVICE, THREADS_SERVICE, GrpcFace
 
 SERVICE_NAME = SERVICE.full_name
@@ -39,10 +40,18 @@ class GrpcServer:
         self._settings = settings
         #: Without one, a pipeline with auth off (tests and tools serving the operations alone).
         self.pipeline = pipeline or Pipeline(None, default_timeout=settings.default_timeout_seconds)
+        # One installed interceptor: admission (the call bounds: waiting for the request, serving,
+        # health's own budget; it replaces grpc.aio's maximum_concurrent_rpcs, which let calls
+        # without a request starve health). Everything else a call meets is the pipeline's.
+        self.admission = CallAdmission(settings)
         self.server = grpc.aio.server(
-            interceptors=interceptors or None,
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            interceptors=[self.admission, *(interceptors or [])],
             options=[
+                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+                # A connection must finish its handshake (TLS, HTTP/2 preface and settings) in the
+                # time a call gets to deliver its request; grpc core's own bound is 120 s.
+                ("grpc.server_handshake_timeout_ms",
+                 max(1, int(settings.request_timeout_seconds * 1000))),
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
@@ -60,6 +69,18 @@ class GrpcServer:
             )
         self._credentials = credentials
         self.port = 0
+        #: False while the consumer service cannot serve (no upstream key): its health is then
+        #: NOT_SERVING; the overall health ("") says only that the process is up.
+        self.consumer_ready = True
+        self._started = False
+
+    async def set_consumer_ready(self, ready: bool) -> None:
+        self.consumer_ready = ready
+        if self._started:
+            status = (health_pb2.HealthCheckResponse.SERVING if ready
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for service in (SERVICE_NAME, THREADS_SERVICE_NAME):
+                await self.health.set(service, status)
 
     async def start(self, listen: str) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
@@ -68,8 +89,9 @@ class GrpcServer:
         else:
             self.port = self.server.add_secure_port(listen, self._credentials)
         await self.server.start()
-        for service in ("", SERVICE_NAME, THREADS_SERVICE_NAME):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.set_consumer_ready(self.consumer_ready)
         return self.port
 
     async def not_serving(self) -> None:
@@ -81,6 +103,7 @@ class GrpcServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting and give in-flight calls ``grace`` seconds."""
         await self.server.stop(self._settings.grace_seconds if grace is None else grace)
+        await self.admission.close()
 
     async def drain(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then streams end resumable, then in-flight calls get ``grace``."""

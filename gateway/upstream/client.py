@@ -22,7 +22,6 @@ import aiohttp
 import httpx
 import orjson
 import structlog
-from httpx_aiohttp import AiohttpTransport
 
 from gateway import metrics
 from gateway.context import CallContext
@@ -40,6 +39,7 @@ from gateway.errors import (
 )
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
+from gateway.upstream.http import build_http_client, build_transport
 from gateway.upstream.retry import (
     AttemptFailed,
     RetryBudget,
@@ -103,29 +103,6 @@ class KeySource:
             # Keep the last good key: a Secret being swapped is briefly absent.
             log.warning("upstream_key_file_unreadable", path=self._settings.api_key_file)
         return self._key
-
-
-def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_keepalive_connections,
-        keepalive_expiry=settings.keepalive_expiry_seconds,
-    )
-    if settings.transport == "aiohttp":
-        return AiohttpTransport(limits=limits, trust_env=False)
-    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-
-
-def build_http_client(
-    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The process's httpx client: no redirects, no proxies from the environment, no auth."""
-    return httpx.AsyncClient(
-        transport=transport or build_transport(settings),
-        follow_redirects=False,
-        trust_env=False,
-        headers={"user-agent": "messages-gateway/0.1"},
-    )
 
 
 class UpstreamClient:

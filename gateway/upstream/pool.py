@@ -19,7 +19,7 @@ import httpx
 
 from gateway.context import CallContext
 from gateway.config import ProfileSettings, Settings, UpstreamSettings
-from gateway.errors import Internal
+from gateway.errors import Internal, Unavailable
 from gateway.upstream.admission import Admission
 from gateway.upstream.client import UpstreamClient, UpstreamResponse, build_http_client
 
@@ -69,6 +69,13 @@ class UpstreamPool:
             for name, profile in all_profiles(settings).items()
         }
 
+        #: Profiles with no upstream key (kept by the start-up key watch): their calls are refused
+        #: before any upstream request, instead of going out without a key.
+        self.keys_missing: frozenset[str] = frozenset()
+
+    def set_keys_missing(self, profiles: frozenset[str]) -> None:
+        self.keys_missing = profiles
+
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self.clients)
@@ -93,6 +100,9 @@ class UpstreamPool:
         idempotent: bool | None = None,
         recover: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> UpstreamResponse:
+        if self.keys_missing and ctx.tenant in self.keys_missing:
+            raise Unavailable("the gateway has no upstream key configured yet; retry later",
+                              reason="UPSTREAM_KEY_MISSING", retry_after=5.0)
         return await self.client(ctx.tenant).request(
             ctx, method, segments, query=query, json_body=json_body, extra_headers=extra_headers,
             idempotent=idempotent, recover=recover,

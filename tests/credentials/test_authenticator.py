@@ -77,11 +77,15 @@ async def test_authenticate_failures_counted_per_address_not_per_port() -> None:
     for port in (1, 2, 3):
         with pytest.raises(Unauthenticated):
             await auth.authenticate("Bearer nope", f"ipv4:10.1.2.3:{port}", "read")
+    # Further failures from the address are refused, whatever the port...
     with pytest.raises(ResourceExhausted) as caught:
-        await auth.authenticate(f"Bearer {key.secret}", "ipv4:10.1.2.3:4", "read")
+        await auth.authenticate("Bearer nope", "ipv4:10.1.2.3:4", "read")
     assert caught.value.details.retry_after is not None
+    # ...but a valid key from it is not (issue 19, case 5: tests/security/test_auth_lockout.py).
+    assert (await auth.authenticate(f"Bearer {key.secret}", "ipv4:10.1.2.3:5", "read")).consumer
     # Another address is unaffected.
-    assert (await auth.authenticate(f"Bearer {key.secret}", "ipv6:[::1]:9", "read")).consumer
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate("Bearer nope", "ipv6:[::1]:9", "read")
 
 
 async def test_authenticate_rate_limit_retry_after_matches_bucket() -> None:
