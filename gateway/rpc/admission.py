@@ -4,7 +4,8 @@ grpc.aio's own ``maximum_concurrent_rpcs`` counts a call from the moment its hea
 a unary handler only starts once the request message has arrived. A client that sends headers and
 never a message (no key needed, no deadline) therefore held a slot for ever: at the limit every
 other call, a valid key's and ``grpc.health.v1.Health/Check`` included, was refused, and nothing
-was logged. This interceptor replaces that limit with three bounds:
+was logged. ``CallAdmission`` replaces that limit with three bounds, wrapping every method's
+handler when it is registered (``GrpcServer``):
 
 * **Waiting for the request.** Every unary-request method is served through a handler that
   reads the request itself, so the wait is bounded: ``server.request_timeout_seconds`` (DEADLINE_EXCEEDED), and at
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,21 +81,16 @@ class _Refused(Exception):
         self.code, self.reason, self.details = code, reason, details
 
 
-class CallAdmission(grpc.aio.ServerInterceptor):
-    """The installed interceptor: ``inner`` (the call interceptor) builds the handler, this one
-    turns it into one that reads its own request under the bounds above."""
+class CallAdmission:
+    """Wraps method handlers (when they are registered, so no interceptor runs per call: each
+    installed grpc.aio interceptor costs an ``intercept_service`` round on every call) into ones
+    that read their own request under the bounds above."""
 
-    def __init__(self, settings: ServerSettings,
-                 inner: grpc.aio.ServerInterceptor | None = None) -> None:
-        #: Called directly, not installed after this one: every installed interceptor costs a
-        #: round of grpc.aio's interceptor chain per call.
-        self._inner = inner
+    def __init__(self, settings: ServerSettings) -> None:
         self._timeout = settings.request_timeout_seconds
         self._consumer = _Budget(settings.max_pending_calls, settings.max_concurrent_rpcs)
         self._infra = _Budget(INFRA_MAX_PENDING, INFRA_MAX_STREAMS)
         self._sweeper: asyncio.Task[None] | None = None
-        #: method → (handler it was built from, the admitting handler).
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     @property
     def waiting(self) -> int:
@@ -130,24 +126,13 @@ class CallAdmission(grpc.aio.ServerInterceptor):
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        if self._inner is not None:
-            handler = await self._inner.intercept_service(continuation, handler_call_details)
-        else:
-            handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler  # the contract has no client-streaming methods
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap_all(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+                 ) -> dict[str, grpc.RpcMethodHandler]:
+        """The admitting handlers of one service's methods (client-streaming ones unchanged:
+        the contract has none, and reflection holds no slot of anyone's)."""
+        return {name: handler if handler.request_streaming
+                else self._wrap(f"/{service}/{name}", handler)
+                for name, handler in handlers.items()}
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         infra = method.startswith(INFRA_PREFIXES)

@@ -131,9 +131,35 @@ class GrpcFace:
                     response_serializer=response_type.SerializeToString)
         return handlers
 
-    def register(self, server: grpc.aio.Server) -> None:
+    def register(self, server: grpc.aio.Server,
+                 wrap: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        """Add every service's handlers to ``server``, each first passed through ``wrap``
+        (service name, handlers → handlers), e.g. ``CallAdmission.wrap_all``."""
         for service in self._services:
             handlers = self.handlers(service)
-            server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(service.full_name, handlers),))
-            server.add_registered_method_handlers(service.full_name, handlers)
+            if wrap is not None:
+                handlers = wrap(service.full_name, handlers)
+            register(server, service.full_name, handlers)
+
+
+def register(server: grpc.aio.Server, service: str,
+             handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    """Registered method handlers are found first, by name; the generic handler serves the same
+    methods to code paths that look there."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
+class HandlerCollector:
+    """Stands in for a server to collect the handlers a generated ``add_*_to_server`` adds (to
+    wrap them before they reach the real one)."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        """The same methods come in through ``add_registered_method_handlers``."""
+
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.handlers[service] = handlers

@@ -19,7 +19,7 @@ from gateway.operations.messages import MessageOperations
 from gateway.operations.threads import ThreadOperations
 from gateway.pipeline import Pipeline
 from gateway.rpc.admission import CallAdmission
-from gateway.rpc.face import SERVICE, THREADS_SERVICE, GrpcFace
+from gateway.rpc.face import SERVICE, THREADS_SERVICE, GrpcFace, HandlerCollector, register
 
 SERVICE_NAME = SERVICE.full_name
 THREADS_SERVICE_NAME = THREADS_SERVICE.full_name
@@ -40,12 +40,13 @@ class GrpcServer:
         self._settings = settings
         #: Without one, a pipeline with auth off (tests and tools serving the operations alone).
         self.pipeline = pipeline or Pipeline(None, default_timeout=settings.default_timeout_seconds)
-        # One installed interceptor: admission (the call bounds: waiting for the request, serving,
-        # health's own budget; it replaces grpc.aio's maximum_concurrent_rpcs, which let calls
-        # without a request starve health). Everything else a call meets is the pipeline's.
+        # Admission wraps every handler as it is registered (the call bounds: waiting for the
+        # request, serving, health's own budget; it replaces grpc.aio's maximum_concurrent_rpcs,
+        # which let calls without a request starve health); no interceptor runs per call.
+        # Everything else a call meets is the pipeline's.
         self.admission = CallAdmission(settings)
         self.server = grpc.aio.server(
-            interceptors=[self.admission, *(interceptors or [])],
+            interceptors=interceptors or None,
             options=[
                 ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
                 # A connection must finish its handshake (TLS, HTTP/2 preface and settings) in the
@@ -59,9 +60,12 @@ class GrpcServer:
         )
         GrpcFace(self.pipeline, {SERVICE: operations,
                                  THREADS_SERVICE: ThreadOperations(operations)}).register(
-            self.server)
+            self.server, self.admission.wrap_all)
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        collected = HandlerCollector()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, collected)
+        for service, handlers in collected.handlers.items():
+            register(self.server, service, self.admission.wrap_all(service, handlers))
         if settings.reflection:
             reflection.enable_server_reflection(
                 (SERVICE_NAME, THREADS_SERVICE_NAME, health.SERVICE_NAME,
