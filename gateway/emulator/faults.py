@@ -1,4 +1,4 @@
-"""Fault rules: which request gets which misbehaviour (RELIABILITY.md section 7, F1-F13, C1-C3).
+"""Fault rules: which request gets which misbehaviour (docs/reliability.md, "Tests and soak").
 
 A rule targets one operation id (the specs' operationIds: ``createThread``, ``getThread``,
 ``modifyThread``, ``deleteThread``, ``createMessage``, ``listMessages``, ...; ``"*"`` = every

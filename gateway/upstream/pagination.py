@@ -12,7 +12,7 @@ So a slow consumer holds the walker, and the upstream, still.
 
 Closing the walker (the consumer cancelled, its deadline passed, the handler failed) cancels the
 in-flight fetch and waits for it to unwind, so no task and no upstream connection outlives the
-stream. The walker never swallows a cancellation aimed at its own task (RELIABILITY.md §2.9).
+stream. The walker never swallows a cancellation aimed at its own task (docs/reliability.md, "Failure modes of this stack").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Upstream retries: an immutable policy, a shared retry budget and the loop that applies them.
 
-The rules (RELIABILITY.md §0.1, gRFC A6, Envoy):
+The rules (docs/reliability.md "Retries", gRFC A6, Envoy):
 
 * Only failures that say "try again" are retried: connection errors, 408, 429 and 5xx, or whatever
   the upstream's ``x-should-retry`` header says. A request that was sent is retried only when the

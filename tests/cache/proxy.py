@@ -1,4 +1,4 @@
-"""A small asyncio TCP proxy in front of Redis for fault tests (RELIABILITY.md §7, R1 and S4).
+"""A small asyncio TCP proxy in front of Redis for fault tests (docs/reliability.md, "Tests and soak").
 
 It forwards bytes both ways on 127.0.0.1, optionally delaying every chunk by a random amount
 (a slow, jittery network), and ``close()`` drops the listener and every open connection at once

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -139,52 +140,65 @@ async def test_access_matrix_every_call_every_caller(owned, emulator, face_name)
         await connected.close()
 
 
-async def test_stamp_is_invisible_and_no_write_can_set_change_or_remove_it(
-    emulator: EmulatorServer, tmp_path: Path
-) -> None:
+@dataclass
+class TenantOwned:
+    gateway: Gateway
+    keys: Keys
+    connected: Any
+
+
+@pytest.fixture
+async def tenant_owned(emulator: EmulatorServer, tmp_path: Path) -> AsyncIterator[TenantOwned]:
     path = tmp_path / "credentials.json"
     keys = make_keys(path)
     gateway = await start_gateway(ownership_settings(emulator, path, "tenant"))
     connected = await connect(gateway)
     try:
-        for face in connected.drivers.values():
-            made = await face.call(Call("CreateThread", {}, {"metadata": {"team": "a"}},
-                                        key=keys.owner))
-            (thread_id,) = made.ids
-            stored = emulator.store.get_thread(thread_id)["metadata"]
-            assert stored["team"] == "a" and OWNER_KEY in stored
-            before = dict(stored)
-            emulator.log.clear()
-            for call in (
-                Call("CreateThread", {}, {"metadata": {OWNER_KEY: "forged"}}, key=keys.owner),
-                Call("UpdateThread", {"thread_id": thread_id},
-                     {"metadata": {OWNER_KEY: "forged"}}, key=keys.owner),
-                Call("CreateThread", {}, {}, key=keys.owner,
-                     extra_body={"metadata": {OWNER_KEY: "forged"}}),
-            ):
-                refused = await face.call(call)
-                assert refused.code == "INVALID_ARGUMENT", (face.face, call, refused)
-            assert emulator.log.count() == 0  # refused before any upstream request
-            assert emulator.store.get_thread(thread_id)["metadata"] == before
-            # Updates replace the metadata wholesale, and the stamp goes back in every time:
-            # emptying the metadata does not remove it; none is ever shown.
-            emptied = await face.call(Call("UpdateThread", {"thread_id": thread_id},
-                                           {"metadata": {}}, key=keys.owner))
-            assert emptied.code == "OK"
-            assert emptied_metadata(emulator, thread_id) == {OWNER_KEY: before[OWNER_KEY]}
-            updated = await face.call(Call("UpdateThread", {"thread_id": thread_id},
-                                           {"metadata": {"team": "b"}}, key=keys.owner))
-            assert updated.code == "OK"
-            stored = emulator.store.get_thread(thread_id)["metadata"]
-            assert stored == {"team": "b", OWNER_KEY: before[OWNER_KEY]}
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}/v1",
-                                         headers={"openai-beta": "assistants=v1"}) as http:
-                shown = await http.get(f"/threads/{thread_id}",
-                                       headers={"authorization": f"Bearer {keys.same_tenant}"})
-            assert shown.status_code == 200 and shown.json()["metadata"] == {"team": "b"}
+        yield TenantOwned(gateway, keys, connected)
     finally:
         await connected.close()
         await gateway.stop(grace=0.5)
+
+
+async def test_stamp_is_invisible_and_no_write_can_set_change_or_remove_it(
+    emulator: EmulatorServer, tenant_owned: TenantOwned
+) -> None:
+    gateway, keys, connected = tenant_owned.gateway, tenant_owned.keys, tenant_owned.connected
+    for face in connected.drivers.values():
+        made = await face.call(Call("CreateThread", {}, {"metadata": {"team": "a"}},
+                                    key=keys.owner))
+        (thread_id,) = made.ids
+        stored = emulator.store.get_thread(thread_id)["metadata"]
+        assert stored["team"] == "a" and OWNER_KEY in stored
+        before = dict(stored)
+        emulator.log.clear()
+        for call in (
+            Call("CreateThread", {}, {"metadata": {OWNER_KEY: "forged"}}, key=keys.owner),
+            Call("UpdateThread", {"thread_id": thread_id},
+                 {"metadata": {OWNER_KEY: "forged"}}, key=keys.owner),
+            Call("CreateThread", {}, {}, key=keys.owner,
+                 extra_body={"metadata": {OWNER_KEY: "forged"}}),
+        ):
+            refused = await face.call(call)
+            assert refused.code == "INVALID_ARGUMENT", (face.face, call, refused)
+        assert emulator.log.count() == 0  # refused before any upstream request
+        assert emulator.store.get_thread(thread_id)["metadata"] == before
+        # Updates replace the metadata wholesale, and the stamp goes back in every time:
+        # emptying the metadata does not remove it; none is ever shown.
+        emptied = await face.call(Call("UpdateThread", {"thread_id": thread_id},
+                                       {"metadata": {}}, key=keys.owner))
+        assert emptied.code == "OK"
+        assert emptied_metadata(emulator, thread_id) == {OWNER_KEY: before[OWNER_KEY]}
+        updated = await face.call(Call("UpdateThread", {"thread_id": thread_id},
+                                       {"metadata": {"team": "b"}}, key=keys.owner))
+        assert updated.code == "OK"
+        stored = emulator.store.get_thread(thread_id)["metadata"]
+        assert stored == {"team": "b", OWNER_KEY: before[OWNER_KEY]}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}/v1",
+                                     headers={"openai-beta": "assistants=v1"}) as http:
+            shown = await http.get(f"/threads/{thread_id}",
+                                   headers={"authorization": f"Bearer {keys.same_tenant}"})
+        assert shown.status_code == 200 and shown.json()["metadata"] == {"team": "b"}
 
 
 def emptied_metadata(emulator: EmulatorServer, thread_id: str) -> dict[str, str]:
@@ -192,32 +206,25 @@ def emptied_metadata(emulator: EmulatorServer, thread_id: str) -> dict[str, str]
 
 
 async def test_threads_made_outside_are_refused_until_an_admin_adopts_them(
-    emulator: EmulatorServer, tmp_path: Path
+    emulator: EmulatorServer, tenant_owned: TenantOwned
 ) -> None:
-    path = tmp_path / "credentials.json"
-    keys = make_keys(path)
-    gateway = await start_gateway(ownership_settings(emulator, path, "tenant"))
-    connected = await connect(gateway)
-    try:
-        face = connected.drivers["grpc"]
-        outside = await new_thread(emulator)
-        get = Call("ListMessages", {"thread_id": outside}, key=keys.owner)
-        assert (await face.call(get)).code == "NOT_FOUND"
-        adopt = Call("AdoptThread", {"thread_id": outside}, {}, key=keys.owner)
-        assert (await face.call(adopt)).code == "PERMISSION_DENIED"
-        with structlog.testing.capture_logs() as logs:
-            adopt.key = keys.admin
-            assert (await face.call(adopt)).code == "OK"
-        audit = next(e for e in logs if e["event"] == "audit")
-        assert (audit["method"], audit["consumer"], audit["thread_id"]) == (
-            "AdoptThread", "admin", outside)
-        assert any(e["event"] == "thread_adopted" for e in logs)
-        assert (await face.call(get)).code == "OK"  # the admin's tenant: the owner's too
-        assert (await connected.drivers["rest"].call(Call(
-            "ListMessages", {"thread_id": outside}, key=keys.other_tenant))).code == "NOT_FOUND"
-    finally:
-        await connected.close()
-        await gateway.stop(grace=0.5)
+    keys, connected = tenant_owned.keys, tenant_owned.connected
+    face = connected.drivers["grpc"]
+    outside = await new_thread(emulator)
+    get = Call("ListMessages", {"thread_id": outside}, key=keys.owner)
+    assert (await face.call(get)).code == "NOT_FOUND"
+    adopt = Call("AdoptThread", {"thread_id": outside}, {}, key=keys.owner)
+    assert (await face.call(adopt)).code == "PERMISSION_DENIED"
+    with structlog.testing.capture_logs() as logs:
+        adopt.key = keys.admin
+        assert (await face.call(adopt)).code == "OK"
+    audit = next(e for e in logs if e["event"] == "audit")
+    assert (audit["method"], audit["consumer"], audit["thread_id"]) == (
+        "AdoptThread", "admin", outside)
+    assert any(e["event"] == "thread_adopted" for e in logs)
+    assert (await face.call(get)).code == "OK"  # the admin's tenant: the owner's too
+    assert (await connected.drivers["rest"].call(Call(
+        "ListMessages", {"thread_id": outside}, key=keys.other_tenant))).code == "NOT_FOUND"
 
 
 @pytest.mark.redis

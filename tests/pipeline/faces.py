@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+import abc
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -69,16 +70,17 @@ class Call:
     extra_headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-class Driver:
+class Driver(abc.ABC):
     face: str
 
+    @abc.abstractmethod
     async def call(self, call: Call) -> Outcome:
-        raise NotImplementedError  # pragma: no cover - each face implements it
+        """One unary call."""
 
+    @abc.abstractmethod
     async def stream(self, call: Call,
                      after_first: Callable[[], Awaitable[None]] | None = None) -> Outcome:
         """Read a stream; ``after_first`` runs once the first item arrived."""
-        raise NotImplementedError  # pragma: no cover
 
 
 def _metadata(call: Call) -> list[tuple[str, str]]:

@@ -138,17 +138,23 @@ async def stream_limit(env: Env, face: Driver) -> Outcome:
 
 async def _interrupted_stream(env: Env, face: Driver, key: str,
                               interrupt: Callable[[], Awaitable[None]], thread_id: str = "",
-                              **params: Any) -> Outcome:
+                              backward: bool = False) -> Outcome:
+    """A 40-message walk in pages of 5, ``interrupt`` run once the first item arrived; a
+    backward walk starts before the newest message."""
     thread_id = thread_id or await new_thread(env.emulator)
     ids = seed(env, thread_id, 40)
     env.emulator.faults.set_latency("listMessages", 0.25)
-    call = Call("StreamMessages", {"thread_id": thread_id},
-                params={"limit": 5, "order": "asc", **params}, key=key)
+    params: dict[str, Any] = {"limit": 5, "order": "asc"}
+    if backward:
+        params["before"] = ids[-1]
+    call = Call("StreamMessages", {"thread_id": thread_id}, params=params, key=key)
     outcome = await face.stream(call, interrupt)
     env.emulator.faults.set_latency("listMessages", 0.0)
     # Everything delivered is the list's own order, and the resume point is where it stopped.
     first = ids.index(outcome.ids[0])
     assert outcome.ids == ids[first:first + len(outcome.ids)]
+    if backward:
+        assert outcome.ids[-1] == ids[-2]  # the page just before the cursor
     return _edges(outcome)
 
 
@@ -201,7 +207,7 @@ async def thread_deleted_mid_stream(env: Env, face: Driver) -> Outcome:
     return outcome
 
 
-async def _drained_stream(env: Env, face_name: str, **params: Any) -> Outcome:
+async def _drained_stream(env: Env, face_name: str, backward: bool = False) -> Outcome:
     """SIGTERM's path (``Gateway.stop``) on a gateway of its own, with a stream open."""
     gateway = await start_gateway(env.settings)
     connected = await connect(gateway)
@@ -213,7 +219,7 @@ async def _drained_stream(env: Env, face_name: str, **params: Any) -> Outcome:
 
     try:
         face = connected.drivers[face_name]
-        return await _interrupted_stream(env, face, env.reader, stop, **params)
+        return await _interrupted_stream(env, face, env.reader, stop, backward=backward)
     finally:
         await connected.close()
         if stopping:
@@ -227,34 +233,7 @@ async def drained_forward(env: Env, face: Driver) -> Outcome:
 
 
 async def drained_backward(env: Env, face: Driver) -> Outcome:
-    return await _drained_backward(env, face.face)
-
-
-async def _drained_backward(env: Env, face_name: str) -> Outcome:
-    gateway = await start_gateway(env.settings)
-    connected = await connect(gateway)
-    stopping: list[asyncio.Future[None]] = []
-
-    async def stop() -> None:
-        stopping.append(asyncio.ensure_future(gateway.stop(grace=3.0)))
-        await asyncio.sleep(0.05)
-
-    try:
-        thread_id = await new_thread(env.emulator)
-        ids = seed(env, thread_id, 40)
-        env.emulator.faults.set_latency("listMessages", 0.25)
-        call = Call("StreamMessages", {"thread_id": thread_id},
-                    params={"limit": 5, "order": "asc", "before": ids[-1]}, key=env.reader)
-        outcome = await connected.drivers[face_name].stream(call, stop)
-        env.emulator.faults.set_latency("listMessages", 0.0)
-        assert outcome.ids == ids[-1 - len(outcome.ids):-1]  # the page just before the cursor
-        return _edges(outcome)
-    finally:
-        await connected.close()
-        if stopping:
-            await stopping[0]
-        else:
-            await gateway.stop(grace=0.5)
+    return await _drained_stream(env, face.face, backward=True)
 
 
 async def audit_line(env: Env, face: Driver) -> Outcome:

@@ -84,3 +84,6 @@ async def secured(emulator: EmulatorServer, tmp_path: Path, *, settings: Setting
 
 def metric(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+from tests.cache.conftest import redis_address  # noqa: E402,F401 - the real Redis fixture
