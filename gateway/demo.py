@@ -76,11 +76,14 @@ async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: floa
     raise SystemExit("gateway did not become SERVING")
 
 
-def consumer(target: str, thread_id: str) -> None:
-    """What an internal service does over gRPC with the typed client: write, page, stream, read."""
+def consumer(target: str) -> str:
+    """What an internal service does over gRPC with the typed client: make a thread, write,
+    page, stream, read (no upstream key anywhere). Returns the thread's id."""
     from clients import MessagesGatewayClient, NotFoundError, BadRequestError
 
     with MessagesGatewayClient(target, timeout=10) as client:
+        thread_id = client.threads.create(metadata={"source": "demo"}).id
+        print(f"CreateThread: {thread_id} (through the gateway, no upstream key)")
         for i in range(25):
             client.messages.create(thread_id, role="user", content=f"message number {i}",
                                    metadata={"n": str(i)})
@@ -117,6 +120,7 @@ def consumer(target: str, thread_id: str) -> None:
             client.messages.list_page(thread_id, limit=500)
         except BadRequestError as err:
             print(f"ListMessages(limit=500): INVALID_ARGUMENT: {err}")
+    return thread_id
 
 
 def sdk_consumer(http_base: str, thread_id: str) -> None:
@@ -127,6 +131,8 @@ def sdk_consumer(http_base: str, thread_id: str) -> None:
         sdk = openai.OpenAI(api_key="unused-without-auth", base_url=http_base, http_client=http)
         ids = [m.id for m in sdk.beta.threads.messages.list(thread_id, limit=7, order="asc")]
         print(f"openai SDK via the REST face: auto-paginated {len(ids)} messages (pages of 7)")
+        deleted = sdk.beta.threads.delete(thread_id)
+        print(f"openai SDK: threads.delete -> deleted={deleted.deleted}")
 
 
 def main() -> int:
@@ -143,11 +149,8 @@ def main() -> int:
                          "--http-listen", f"127.0.0.1:{http_port}"], env, stack)
         asyncio.run(wait_serving(target, gateway))
         print(f"gateway serving gRPC on {target} and HTTP/JSON on 127.0.0.1:{http_port}")
-        thread = httpx.post(f"{base_url}/threads", json={},
-                            headers={"authorization": f"Bearer {DEMO_UPSTREAM_KEY}",
-                                     "openai-beta": "assistants=v1"}).json()
-        consumer(target, thread["id"])
-        sdk_consumer(f"http://127.0.0.1:{http_port}/v1", thread["id"])
+        thread_id = consumer(target)
+        sdk_consumer(f"http://127.0.0.1:{http_port}/v1", thread_id)
         requests = httpx.get(base_url.removesuffix("/v1") + "/_emulator/log").json()
         print(f"the emulator saw {len(requests.get('entries', requests))} upstream requests")
     print("gateway and emulator stopped")
