@@ -93,7 +93,7 @@ buf-check: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 contract-baseline: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	$(BUF) build protos -o $(BASELINE)
 
-test: $(STAMP) check-protos buf-check
+test: $(STAMP) check-protos buf-check $(NODE_STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
