@@ -16,7 +16,7 @@ import grpc
 from clients import _requests as build
 from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
-from clients._raw import RawResponse, capture, capturing, to_async_raw
+from clients._raw import MetadataPairs, RawResponse, RawStream, capture, capturing, to_async_raw
 from clients._pages import AsyncPage
 from clients._resume import Cursor
 from clients._retry import Attempts
@@ -131,6 +131,9 @@ class AsyncStream(Generic[PageT, ItemT]):
         self._cursor: Cursor[Any] = Cursor(request)
         self._timeout = timeout
         self._started = False
+        #: The response metadata (initial and trailing) of the call that ended the stream; None
+        #: until the stream has been iterated to its end (gRPC sends them as trailers).
+        self.response_metadata: tuple[MetadataPairs, MetadataPairs] | None = None
 
     @property
     def resumes(self) -> int:
@@ -163,6 +166,8 @@ class AsyncStream(Generic[PageT, ItemT]):
                 async for page in call:
                     page.page_index = cursor.advance(page.data, page.resume_after)
                     yield page
+                self.response_metadata = (await call.initial_metadata(),
+                                          await call.trailing_metadata())
                 return
             except grpc.aio.AioRpcError as err:
                 if cursor.progressed:  # a page arrived: resume after it
@@ -365,12 +370,14 @@ class AsyncMessagesWithRawResponse:
         self.retrieve = to_async_raw(messages.retrieve)
         self.update = to_async_raw(messages.update)
         self.list_page = to_async_raw(messages.list_page)
+        self.list = RawStream.wrap(messages.list)
 
 
 class AsyncFilesWithRawResponse:
     def __init__(self, files: AsyncFiles) -> None:
         self.retrieve = to_async_raw(files.retrieve)
         self.list_page = to_async_raw(files.list_page)
+        self.list = RawStream.wrap(files.list)
 
 
 __all__ = ["AsyncFiles", "AsyncMessages", "AsyncMessagesGatewayClient", "AsyncStream",

@@ -14,7 +14,7 @@ import grpc
 from clients import _requests as build
 from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
-from clients._raw import RawResponse, capture, capturing, to_raw
+from clients._raw import MetadataPairs, RawResponse, RawStream, capture, capturing, to_raw
 from clients._pages import Page
 from clients._resume import Cursor
 from clients._retry import Attempts
@@ -126,6 +126,9 @@ class Stream(Generic[PageT, ItemT]):
         self._cursor: Cursor[Any] = Cursor(request)
         self._timeout = timeout
         self._started = False
+        #: The response metadata (initial and trailing) of the call that ended the stream; None
+        #: until the stream has been iterated to its end (gRPC sends them as trailers).
+        self.response_metadata: tuple[MetadataPairs, MetadataPairs] | None = None
 
     @property
     def resumes(self) -> int:
@@ -157,6 +160,7 @@ class Stream(Generic[PageT, ItemT]):
                 for page in call:
                     page.page_index = cursor.advance(page.data, page.resume_after)
                     yield page
+                self.response_metadata = (call.initial_metadata(), call.trailing_metadata())
                 return
             except grpc.RpcError as err:
                 if cursor.progressed:  # a page arrived: resume after it
@@ -359,12 +363,14 @@ class MessagesWithRawResponse:
         self.retrieve = to_raw(messages.retrieve)
         self.update = to_raw(messages.update)
         self.list_page = to_raw(messages.list_page)
+        self.list = RawStream.wrap(messages.list)
 
 
 class FilesWithRawResponse:
     def __init__(self, files: Files) -> None:
         self.retrieve = to_raw(files.retrieve)
         self.list_page = to_raw(files.list_page)
+        self.list = RawStream.wrap(files.list)
 
 
 __all__ = ["Files", "Messages", "MessagesGatewayClient", "RawResponse", "Stream"]

@@ -185,3 +185,31 @@ async def test_sync_client_retries_with_options_and_next_page(target, emulator) 
             assert json.loads(following.to_json())["data"][0]["id"] == "file-b"
 
     await asyncio.to_thread(run)
+
+
+async def test_with_raw_response_on_lists_gives_headers_at_the_stream_end(
+    aclient, emulator
+) -> None:
+    thread_id, ids = new_thread(emulator, 5)
+    raw = aclient.messages.with_raw_response.list(thread_id, limit=2, order="asc")
+    with pytest.raises(RuntimeError, match="iterate parse"):
+        raw.headers  # noqa: B018 - the trailers have not arrived yet
+    assert [m.id async for m in raw.parse()] == ids
+    assert raw.request_id and raw.request_id.startswith("req_") and raw.gateway_request_id
+    assert "openai-processing-ms" in raw.headers
+    created = await aclient.messages.create(thread_id, role="user", content="f",
+                                            file_ids=["file-x"])
+    files = aclient.messages.files.with_raw_response.list(created.id, thread_id=thread_id)
+    assert [f.id async for f in files.parse()] == ["file-x"] and files.gateway_request_id
+
+
+async def test_sync_with_raw_response_on_lists(target, emulator) -> None:
+    thread_id, ids = new_thread(emulator, 3)
+
+    def run() -> None:
+        with MessagesGatewayClient(target, timeout=10) as client:
+            raw = client.messages.with_raw_response.list(thread_id, order="asc")
+            assert [m.id for m in raw.parse()] == ids
+            assert raw.headers["x-request-id"] == raw.request_id and raw.gateway_request_id
+
+    await asyncio.to_thread(run)
