@@ -22,7 +22,7 @@ and googleapis-common-protos only.
 from __future__ import annotations
 
 from clients._async import AsyncMessagesGatewayClient, AsyncStream
-from clients._channel import NOT_GIVEN, service_config
+from clients._channel import NOT_GIVEN, RETRY_POLICY, service_config
 from clients._errors import (
     APITimeoutError,
     AuthenticationError,
@@ -61,6 +61,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PermissionDeniedError",
+    "RETRY_POLICY",
     "RateLimitError",
     "RawResponse",
     "Stream",
