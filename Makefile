@@ -11,9 +11,51 @@ PROTOC = $(PY) -m grpc_tools.protoc --proto_path=$(GEN_DIR)=protos \
 	-I$$($(PY) -c 'import grpc_tools,os;print(os.path.join(os.path.dirname(grpc_tools.__file__),"_proto"))') \
 	-I$$($(PY) -c 'import google.api.annotations_pb2 as m,os;print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))')
 
-.PHONY: venv protos check-protos test demo bench soak clean
+# The contract's tools come from the npm registry, pinned by lockfiles and installed into the
+# project (never globally): buf in tools/, the Node consumer's packages in clients/node/.
+NPM ?= npm
+TOOLS_STAMP := tools/node_modules/.installed
+NODE_STAMP := clients/node/node_modules/.installed
+BUF := tools/node_modules/.bin/buf
+# googleapis protos for buf, taken from the venv's googleapis-common-protos (see buf.yaml).
+BUF_DEPS := .buf-deps/googleapis
+BUF_DEPS_STAMP := $(BUF_DEPS)/.copied
+GOOGLEAPIS_FILES := google/api/annotations.proto google/api/http.proto google/rpc/code.proto \
+	google/rpc/error_details.proto google/rpc/status.proto
+# The shipped descriptor set (source info and imports, google/rpc's error details included) for
+# transcoders, grpcurl and other reflection-less tools; the Node consumer loads it too.
+DESCRIPTOR_SET := $(GEN_DIR)/messages_gateway.binpb
+# The last released contract: `buf breaking` compares protos/ against it. Refresh it only when a
+# contract version is released (`make contract-baseline`), never to silence a breaking change.
+BASELINE := protos/baseline.binpb
+BUF_BUILD_SET = $(BUF) build --as-file-descriptor-set
+
+.PHONY: venv tools node-deps buf-deps protos check-protos buf-check contract-baseline test demo \
+	bench soak clean
 
 venv: $(STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	cd tools && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
+	cd clients/node && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+buf-deps: $(BUF_DEPS_STAMP)
+
+$(BUF_DEPS_STAMP): $(STAMP) tools/googleapis.sha256
+	rm -rf $(BUF_DEPS) && mkdir -p $(BUF_DEPS)
+	site=$$($(PY) -c 'import google.api.annotations_pb2 as m,os;print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))') \
+		&& cd $$site && cp --parents $(GOOGLEAPIS_FILES) $(CURDIR)/$(BUF_DEPS)/
+	cd $(BUF_DEPS) && sha256sum --quiet -c $(CURDIR)/tools/googleapis.sha256 \
+		|| (echo "googleapis protos differ from tools/googleapis.sha256"; exit 1)
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,23 +63,37 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-protos: $(STAMP)
+protos: $(STAMP) $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	rm -rf $(GEN_DIR)/messages_gateway
 	$(PROTOC) --python_out=. --pyi_out=. --grpc_python_out=. \
 		$(patsubst protos/%,$(GEN_DIR)/%,$(PROTO_SRC))
 	find $(GEN_DIR)/messages_gateway -type d -exec touch {}/__init__.py \;
+	$(BUF_BUILD_SET) -o $(DESCRIPTOR_SET)
 
 # Fails when the committed generated code differs from what the protos produce.
-check-protos: $(STAMP)
+check-protos: $(STAMP) $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	rm -rf .gen-check && mkdir -p .gen-check
 	$(PROTOC) --python_out=.gen-check --pyi_out=.gen-check --grpc_python_out=.gen-check \
 		$(patsubst protos/%,$(GEN_DIR)/%,$(PROTO_SRC))
 	find .gen-check/$(GEN_DIR)/messages_gateway -type d -exec touch {}/__init__.py \;
 	diff -r -x __pycache__ .gen-check/$(GEN_DIR)/messages_gateway $(GEN_DIR)/messages_gateway \
 		|| (echo "generated code is stale: run 'make protos'"; rm -rf .gen-check; exit 1)
+	$(BUF_BUILD_SET) -o .gen-check/messages_gateway.binpb
+	cmp -s .gen-check/messages_gateway.binpb $(DESCRIPTOR_SET) \
+		|| (echo "$(DESCRIPTOR_SET) is stale: run 'make protos'"; rm -rf .gen-check; exit 1)
 	rm -rf .gen-check
 
-test: $(STAMP) check-protos
+# Lint (STANDARD, exceptions justified in buf.yaml), formatting, and no breaking change against
+# the last released contract. Offline: nothing here reaches the BSR.
+buf-check: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(BUF) breaking protos --against $(BASELINE)
+
+contract-baseline: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
+	$(BUF) build protos -o $(BASELINE)
+
+test: $(STAMP) check-protos buf-check $(NODE_STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
@@ -52,4 +108,4 @@ soak: $(STAMP)
 	$(PY) -m tests.reliability.soak --seconds $(SOAK_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis tools/node_modules clients/node/node_modules .buf-deps

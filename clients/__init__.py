@@ -12,14 +12,17 @@ Shaped like the SDK consumers know::
         print(raw.headers["x-request-id"], raw.parse().content)
 
 ``AsyncMessagesGatewayClient`` is the same with ``await`` / ``async for``. Results are the
-contract's protobuf messages (``clients.generated.messages_gateway.v1.messages_pb2``); failures
-raise ``GatewayError`` subclasses. Depends on grpcio, protobuf and googleapis-common-protos only.
+contract's protobuf messages (``clients.generated.messages_gateway.v1.messages_pb2``);
+``to_dict(result)`` / ``to_json(result)`` give the upstream API's JSON shape; ``list_page``
+returns a ``Page`` with ``get_next_page()``; failures raise ``GatewayError`` subclasses;
+idempotent calls are retried (``max_retries``, ``with_options``). Depends on grpcio, protobuf
+and googleapis-common-protos only.
 """
 
 from __future__ import annotations
 
 from clients._async import AsyncMessagesGatewayClient, AsyncStream
-from clients._channel import IDEMPOTENT_METHODS, NOT_GIVEN, service_config
+from clients._channel import NOT_GIVEN, RETRY_POLICY, service_config
 from clients._errors import (
     APITimeoutError,
     AuthenticationError,
@@ -34,12 +37,16 @@ from clients._errors import (
     RateLimitError,
     UnavailableError,
 )
+from clients._json import to_dict, to_json
+from clients._pages import AsyncPage, Page
 from clients._raw import RawResponse
+from clients._retry import IDEMPOTENT_METHODS
 from clients._sync import MessagesGatewayClient, Stream
 
 __all__ = [
     "APITimeoutError",
     "AsyncMessagesGatewayClient",
+    "AsyncPage",
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
@@ -52,10 +59,14 @@ __all__ = [
     "MessagesGatewayClient",
     "NOT_GIVEN",
     "NotFoundError",
+    "Page",
     "PermissionDeniedError",
+    "RETRY_POLICY",
     "RateLimitError",
     "RawResponse",
     "Stream",
     "UnavailableError",
     "service_config",
+    "to_dict",
+    "to_json",
 ]

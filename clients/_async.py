@@ -5,6 +5,7 @@ grpc.aio channel belongs to the loop it was made in."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import cached_property
@@ -15,8 +16,10 @@ import grpc
 from clients import _requests as build
 from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
-from clients._raw import RawResponse, capture, capturing, to_async_raw
+from clients._raw import MetadataPairs, RawResponse, RawStream, capture, capturing, to_async_raw
+from clients._pages import AsyncPage
 from clients._resume import Cursor
+from clients._retry import Attempts
 from clients._threads import AsyncThreads
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
@@ -44,13 +47,14 @@ class AsyncMessagesGatewayClient:
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
         max_resumes: int = 10,
+        max_retries: int = 3,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._config = ClientConfig(
             target=target, api_key=api_key, timeout=timeout, tls=tls,
             root_certificates=root_certificates, private_key=private_key,
             certificate_chain=certificate_chain, max_resumes=max_resumes,
-            channel_options=tuple(channel_options),
+            max_retries=max_retries, channel_options=tuple(channel_options),
         )
         credentials = self._config.credentials()
         if credentials is None:
@@ -78,14 +82,35 @@ class AsyncMessagesGatewayClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def with_options(self, *, timeout: float | None | object = NOT_GIVEN,
+                     max_retries: int | object = NOT_GIVEN,
+                     max_resumes: int | object = NOT_GIVEN) -> AsyncMessagesGatewayClient:
+        """A client with other defaults over the same channel, as the SDK's ``with_options``:
+        ``client.with_options(timeout=5, max_retries=0).messages.retrieve(...)``. Closing either
+        closes the channel both use."""
+        clone = copy.copy(self)
+        clone._config = self._config.with_options(timeout=timeout, max_retries=max_retries,
+                                                  max_resumes=max_resumes)
+        clone.messages = AsyncMessages(clone)
+        clone.threads = AsyncThreads(clone)
+        return clone
+
     async def _unary(self, rpc: str, request: Any, timeout: object) -> Any:
         stub = self._threads_stub if rpc.endswith("Thread") else self._stub
-        call = getattr(stub, rpc)(
-            request, timeout=self._config.call_timeout(timeout), metadata=self._metadata)
-        try:
-            response = await call
-        except grpc.aio.AioRpcError as err:
-            raise error_from_rpc(err) from err
+        method = getattr(stub, rpc)
+        config = self._config
+        attempts = Attempts(rpc, config.call_timeout(timeout), config.max_retries)
+        while True:
+            call = method(request, timeout=attempts.remaining(), metadata=self._metadata)
+            try:
+                response = await call
+                break
+            except grpc.aio.AioRpcError as err:
+                error = error_from_rpc(err)
+                pause = attempts.pause(error)
+                if pause is None:
+                    raise error from err
+            await asyncio.sleep(pause)
         if capturing():
             capture(await call.initial_metadata(), await call.trailing_metadata())
         return response
@@ -106,6 +131,9 @@ class AsyncStream(Generic[PageT, ItemT]):
         self._cursor: Cursor[Any] = Cursor(request)
         self._timeout = timeout
         self._started = False
+        #: The response metadata (initial and trailing) of the call that ended the stream; None
+        #: until the stream has been iterated to its end (gRPC sends them as trailers).
+        self.response_metadata: tuple[MetadataPairs, MetadataPairs] | None = None
 
     @property
     def resumes(self) -> int:
@@ -125,7 +153,8 @@ class AsyncStream(Generic[PageT, ItemT]):
     async def _pages(self) -> AsyncIterator[PageT]:
         config = self._client._config
         timeout = config.call_timeout(self._timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        attempts = Attempts(self._rpc, timeout, config.max_retries)
+        deadline = attempts.deadline
         method = getattr(self._client._stub, self._rpc)
         cursor = self._cursor
         while (request := cursor.start()) is not None:
@@ -137,13 +166,22 @@ class AsyncStream(Generic[PageT, ItemT]):
                 async for page in call:
                     page.page_index = cursor.advance(page.data, page.resume_after)
                     yield page
+                self.response_metadata = (await call.initial_metadata(),
+                                          await call.trailing_metadata())
                 return
             except grpc.aio.AioRpcError as err:
-                if not cursor.can_resume(err.code(), config.max_resumes):
-                    raise error_from_rpc(err) from err
-                pause = cursor.backoff()
-                if deadline is not None:
-                    pause = min(pause, max(0.0, deadline - time.monotonic()))
+                if cursor.progressed:  # a page arrived: resume after it
+                    if not cursor.can_resume(err.code(), config.max_resumes):
+                        raise error_from_rpc(err) from err
+                    pause = cursor.backoff()
+                    if deadline is not None:
+                        pause = min(pause, max(0.0, deadline - time.monotonic()))
+                else:  # nothing arrived: the same request again, as for a unary call
+                    error = error_from_rpc(err)
+                    retry = attempts.pause(error)
+                    if retry is None:
+                        raise error from err
+                    pause = retry
                 await asyncio.sleep(pause)
             finally:
                 call.cancel()
@@ -246,13 +284,15 @@ class AsyncMessages:
         extra_query: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = NOT_GIVEN,
-    ) -> pb.ListMessagesResponse:
-        """One upstream page (ListMessages), with ``has_more`` / ``last_id`` for paging by hand."""
+    ) -> AsyncPage[pb.Message]:
+        """One upstream page (ListMessages): ``data``, ``has_more``, ``get_next_page()``."""
         request = build.list_messages(
             thread_id, limit=limit, order=order, after=after, before=before, run_id=run_id,
             opts=build.options(extra_query, None, extra_headers))
         result = await self._client._unary("ListMessages", request, timeout)
-        return result  # type: ignore[no-any-return]
+        return AsyncPage(result, dict(thread_id=thread_id, limit=limit, order=order, after=after,
+                              before=before, run_id=run_id, extra_query=extra_query,
+                              extra_headers=extra_headers, timeout=timeout), self.list_page)
 
 
 class AsyncFiles:
@@ -312,12 +352,14 @@ class AsyncFiles:
         extra_query: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = NOT_GIVEN,
-    ) -> pb.ListMessageFilesResponse:
+    ) -> AsyncPage[pb.MessageFile]:
         request = build.list_files(
             thread_id, message_id, limit=limit, order=order, after=after, before=before,
             opts=build.options(extra_query, None, extra_headers))
         result = await self._client._unary("ListMessageFiles", request, timeout)
-        return result  # type: ignore[no-any-return]
+        return AsyncPage(result, dict(message_id=message_id, thread_id=thread_id, limit=limit,
+                              order=order, after=after, before=before, extra_query=extra_query,
+                              extra_headers=extra_headers, timeout=timeout), self.list_page)
 
 
 class AsyncMessagesWithRawResponse:
@@ -328,12 +370,14 @@ class AsyncMessagesWithRawResponse:
         self.retrieve = to_async_raw(messages.retrieve)
         self.update = to_async_raw(messages.update)
         self.list_page = to_async_raw(messages.list_page)
+        self.list = RawStream.wrap(messages.list)
 
 
 class AsyncFilesWithRawResponse:
     def __init__(self, files: AsyncFiles) -> None:
         self.retrieve = to_async_raw(files.retrieve)
         self.list_page = to_async_raw(files.list_page)
+        self.list = RawStream.wrap(files.list)
 
 
 __all__ = ["AsyncFiles", "AsyncMessages", "AsyncMessagesGatewayClient", "AsyncStream",

@@ -1,14 +1,15 @@
-"""What is set once per client: target, gateway key, TLS, default timeout, retry policy.
+"""What is set once per client: target, gateway key, TLS, default timeout, retries.
 
-Retries live in the channel's service config (gRFC A6), so gRPC itself retries, with jittered
-backoff, only the idempotent methods and only on UNAVAILABLE - never CreateMessage, whose retry
-could create a message twice (pass ``request_id`` to make a create safe to retry yourself).
-gRPC retries a call only until response headers arrive, so a stream that has delivered a page is
-never replayed from its start; the clients resume it from the last id instead (``_resume``).
+Retries are the client's own (``clients._retry``: the idempotent methods, UNAVAILABLE and
+RESOURCE_EXHAUSTED with RetryInfo, ``max_retries``), so the channel's service config carries no
+retry policy unless one is passed to ``service_config`` (for callers who build their own
+channel); it sets round_robin. A stream that has delivered a page is never replayed from its
+start; the clients resume it from the last id instead (``_resume``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,9 @@ from typing import Any
 
 import grpc
 
-SERVICE = "messages_gateway.v1.MessagesService"
-#: Methods that read only: safe to send again.
-IDEMPOTENT_METHODS = (
-    "GetMessage", "ListMessages", "StreamMessages",
-    "GetMessageFile", "ListMessageFiles", "StreamMessageFiles",
-)  # fmt: skip
+from clients._retry import IDEMPOTENT_METHODS
+
+PACKAGE = "messages_gateway.v1"
 
 RETRY_POLICY: dict[str, Any] = {
     "maxAttempts": 4,
@@ -33,16 +31,22 @@ RETRY_POLICY: dict[str, Any] = {
 
 
 def service_config(retry_policy: dict[str, Any] | None = None) -> str:
-    """The ``grpc.service_config`` JSON: the retry policy on the idempotent methods only, and
-    round_robin over every address the target resolves to (``dns:///gateway-headless:50051``
-    spreads calls over the replicas; a single address behaves as pick_first)."""
-    return json.dumps({
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [{
-            "name": [{"service": SERVICE, "method": m} for m in IDEMPOTENT_METHODS],
-            "retryPolicy": retry_policy or RETRY_POLICY,
-        }],
-    })
+    """The ``grpc.service_config`` JSON: round_robin over every address the target resolves to
+    (``dns:///gateway-headless:50051`` spreads calls over the replicas; a single address behaves
+    as pick_first), and, only when ``retry_policy`` is given (e.g. ``RETRY_POLICY``), gRPC's own
+    retries on the idempotent methods, for channels made without these clients."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if retry_policy is not None:
+        config["methodConfig"] = [{
+            "name": [{"service": f"{PACKAGE}.{_service(m)}", "method": m}
+                     for m in IDEMPOTENT_METHODS],
+            "retryPolicy": retry_policy,
+        }]
+    return json.dumps(config)
+
+
+def _service(method: str) -> str:
+    return "ThreadsService" if method.endswith("Thread") else "MessagesService"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,8 @@ class ClientConfig:
     certificate_chain: bytes | None = None
     #: How many times one ``list()`` iteration resumes a broken stream before giving up.
     max_resumes: int = 10
+    #: How many times an idempotent call is retried (``clients._retry``).
+    max_retries: int = 3
     channel_options: Sequence[tuple[str, Any]] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,9 @@ class ClientConfig:
             raise ValueError("timeout must be greater than 0 (or None for no deadline)")
         if self.max_resumes < 0:
             raise ValueError("max_resumes must be >= 0")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) \
+                or self.max_retries < 0:
+            raise ValueError("max_retries must be an int >= 0")
         if self.api_key is not None and not self.api_key.isprintable():
             raise ValueError("api_key must be printable text")
 
@@ -75,6 +84,14 @@ class ClientConfig:
         # The key must never show up in a log line or a traceback.
         return (f"ClientConfig(target={self.target!r}, tls={self.secure}, "
                 f"api_key={'<set>' if self.api_key else None}, timeout={self.timeout})")
+
+    def with_options(self, *, timeout: float | None | object, max_retries: int | object,
+                     max_resumes: int | object) -> ClientConfig:
+        """A copy with the given settings changed (NOT_GIVEN: kept), validated again."""
+        changes = {name: value for name, value in (
+            ("timeout", timeout), ("max_retries", max_retries), ("max_resumes", max_resumes))
+            if value is not NOT_GIVEN}
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property
     def secure(self) -> bool:

@@ -98,3 +98,39 @@ def thread_json(t: pb.Thread) -> dict[str, Any]:
 
 def thread_deleted_json(d: pb.DeleteThreadResponse) -> dict[str, Any]:
     return {"id": d.id, "object": "thread.deleted", "deleted": d.deleted}
+
+
+def page_json(p: pb.MessagePage | pb.MessageFilePage) -> dict[str, Any]:
+    """A streamed page: its items and where the stream stands (a gateway object, no upstream
+    equivalent)."""
+    render = message_json if isinstance(p, pb.MessagePage) else message_file_json
+    return {"data": [render(x) for x in p.data], "page_index": p.page_index,  # type: ignore[arg-type]
+            "resume_after": p.resume_after or None, "resume_before": p.resume_before or None}
+
+
+_RENDER: dict[type, Any] = {
+    pb.Message: message_json,
+    pb.MessageFile: message_file_json,
+    pb.ListMessagesResponse: list_json,
+    pb.ListMessageFilesResponse: list_json,
+    pb.MessagePage: page_json,
+    pb.MessageFilePage: page_json,
+    pb.Thread: thread_json,
+    pb.DeleteThreadResponse: thread_deleted_json,
+}
+
+
+def to_dict(result: Any) -> dict[str, Any]:
+    """Any result of the clients as the upstream API's JSON object, the SDK's ``to_dict()``:
+    enums as the API's strings (``"role": "user"``), metadata as a dict, ``null`` where the
+    upstream says null, v1-era absent fields left out."""
+    response = getattr(result, "response", result)  # a clients Page: its ListXxxResponse
+    render = _RENDER.get(type(response))
+    if render is None:
+        raise TypeError(f"not a Messages Gateway result: {type(result).__name__}")
+    return render(response)  # type: ignore[no-any-return]
+
+
+def to_json(result: Any, *, indent: int | None = 2) -> str:
+    """``to_dict(result)`` as JSON text, ``indent=2`` as the SDK's ``to_json()``."""
+    return json.dumps(to_dict(result), indent=indent, ensure_ascii=False)

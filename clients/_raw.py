@@ -67,6 +67,46 @@ class RawResponse(Generic[T]):
         return f"RawResponse({type(self._parsed).__name__}, headers={sorted(self.headers)})"
 
 
+class RawStream(Generic[T]):
+    """``with_raw_response.list(...)``: the stream (``parse()``) and, once it has been iterated
+    to its end, the response metadata of the call that finished it (``headers``: the first
+    page's upstream headers and the gateway's request id). gRPC sends them as trailers, after
+    the last page, so ``headers`` before the end raises; a stream left early has none."""
+
+    def __init__(self, stream: T) -> None:
+        self._stream = stream
+
+    @classmethod
+    def wrap(cls, method: Callable[P, T]) -> Callable[P, RawStream[T]]:
+        @functools.wraps(method)
+        def wrapped(*args: P.args, **kwargs: P.kwargs) -> RawStream[T]:
+            return cls(method(*args, **kwargs))
+
+        return wrapped
+
+    def parse(self) -> T:
+        return self._stream
+
+    def _response(self) -> RawResponse[T]:
+        metadata = getattr(self._stream, "response_metadata", None)
+        if metadata is None:
+            raise RuntimeError("a stream's headers arrive with its end (gRPC trailers): "
+                               "iterate parse() to the end first")
+        return RawResponse(self._stream, *metadata)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._response().headers
+
+    @property
+    def request_id(self) -> str | None:
+        return self._response().request_id
+
+    @property
+    def gateway_request_id(self) -> str | None:
+        return self._response().gateway_request_id
+
+
 def to_raw(method: Callable[P, T]) -> Callable[P, RawResponse[T]]:
     @functools.wraps(method)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:

@@ -12,7 +12,7 @@ client knows exactly what it has, and asks for the rest:
 
 ``max_items`` shrinks by what was received, and ``page_index`` keeps counting across resumes, so
 a consumer sees one stream. Only UNAVAILABLE after at least one page in the failed attempt is
-resumed: a failure before the first page was already retried by the channel's service config,
+resumed: a failure before the first page is retried as a unary call is (``clients._retry``),
 and other statuses (INVALID_ARGUMENT, INTERNAL, DEADLINE_EXCEEDED...) would fail again.
 """
 
@@ -80,6 +80,11 @@ class Cursor(Generic[R]):
             self.pages += 1
             self._progress = True
         return index
+
+    @property
+    def progressed(self) -> bool:
+        """Whether the current attempt delivered a page."""
+        return self._progress
 
     def can_resume(self, code: grpc.StatusCode, max_resumes: int) -> bool:
         return (code == grpc.StatusCode.UNAVAILABLE and self._progress

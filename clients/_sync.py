@@ -3,6 +3,7 @@ list``, ``.messages.files.list / retrieve``, each also under ``.with_raw_respons
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
@@ -13,8 +14,10 @@ import grpc
 from clients import _requests as build
 from clients._channel import NOT_GIVEN, ClientConfig
 from clients._errors import APITimeoutError, error_from_rpc
-from clients._raw import RawResponse, capture, capturing, to_raw
+from clients._raw import MetadataPairs, RawResponse, RawStream, capture, capturing, to_raw
+from clients._pages import Page
 from clients._resume import Cursor
+from clients._retry import Attempts
 from clients._threads import Threads
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
@@ -42,13 +45,14 @@ class MessagesGatewayClient:
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
         max_resumes: int = 10,
+        max_retries: int = 3,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._config = ClientConfig(
             target=target, api_key=api_key, timeout=timeout, tls=tls,
             root_certificates=root_certificates, private_key=private_key,
             certificate_chain=certificate_chain, max_resumes=max_resumes,
-            channel_options=tuple(channel_options),
+            max_retries=max_retries, channel_options=tuple(channel_options),
         )
         credentials = self._config.credentials()
         if credentials is None:
@@ -73,15 +77,35 @@ class MessagesGatewayClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def with_options(self, *, timeout: float | None | object = NOT_GIVEN,
+                     max_retries: int | object = NOT_GIVEN,
+                     max_resumes: int | object = NOT_GIVEN) -> MessagesGatewayClient:
+        """A client with other defaults over the same channel, as the SDK's ``with_options``:
+        ``client.with_options(timeout=5, max_retries=0).messages.retrieve(...)``. Closing either
+        closes the channel both use."""
+        clone = copy.copy(self)
+        clone._config = self._config.with_options(timeout=timeout, max_retries=max_retries,
+                                                  max_resumes=max_resumes)
+        clone.messages = Messages(clone)
+        clone.threads = Threads(clone)
+        return clone
+
     def _unary(self, rpc: str, request: Any, timeout: object) -> Any:
         stub = self._threads_stub if rpc.endswith("Thread") else self._stub
         method = getattr(stub, rpc)
-        try:
-            response, call = method.with_call(
-                request, timeout=self._config.call_timeout(timeout),
-                metadata=self._config.metadata())
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from err
+        config = self._config
+        attempts = Attempts(rpc, config.call_timeout(timeout), config.max_retries)
+        while True:
+            try:
+                response, call = method.with_call(
+                    request, timeout=attempts.remaining(), metadata=config.metadata())
+                break
+            except grpc.RpcError as err:
+                error = error_from_rpc(err)
+                pause = attempts.pause(error)
+                if pause is None:
+                    raise error from err
+            time.sleep(pause)
         if capturing():
             capture(call.initial_metadata(), call.trailing_metadata())
         return response
@@ -102,6 +126,9 @@ class Stream(Generic[PageT, ItemT]):
         self._cursor: Cursor[Any] = Cursor(request)
         self._timeout = timeout
         self._started = False
+        #: The response metadata (initial and trailing) of the call that ended the stream; None
+        #: until the stream has been iterated to its end (gRPC sends them as trailers).
+        self.response_metadata: tuple[MetadataPairs, MetadataPairs] | None = None
 
     @property
     def resumes(self) -> int:
@@ -120,7 +147,8 @@ class Stream(Generic[PageT, ItemT]):
     def _pages(self) -> Iterator[PageT]:
         config = self._client._config
         timeout = config.call_timeout(self._timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        attempts = Attempts(self._rpc, timeout, config.max_retries)
+        deadline = attempts.deadline
         method = getattr(self._client._stub, self._rpc)
         cursor = self._cursor
         while (request := cursor.start()) is not None:
@@ -132,13 +160,21 @@ class Stream(Generic[PageT, ItemT]):
                 for page in call:
                     page.page_index = cursor.advance(page.data, page.resume_after)
                     yield page
+                self.response_metadata = (call.initial_metadata(), call.trailing_metadata())
                 return
             except grpc.RpcError as err:
-                if not cursor.can_resume(err.code(), config.max_resumes):
-                    raise error_from_rpc(err) from err
-                pause = cursor.backoff()
-                if deadline is not None:
-                    pause = min(pause, max(0.0, deadline - time.monotonic()))
+                if cursor.progressed:  # a page arrived: resume after it
+                    if not cursor.can_resume(err.code(), config.max_resumes):
+                        raise error_from_rpc(err) from err
+                    pause = cursor.backoff()
+                    if deadline is not None:
+                        pause = min(pause, max(0.0, deadline - time.monotonic()))
+                else:  # nothing arrived: the same request again, as for a unary call
+                    error = error_from_rpc(err)
+                    retry = attempts.pause(error)
+                    if retry is None:
+                        raise error from err
+                    pause = retry
                 time.sleep(pause)
             finally:
                 call.cancel()
@@ -241,13 +277,15 @@ class Messages:
         extra_query: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = NOT_GIVEN,
-    ) -> pb.ListMessagesResponse:
-        """One upstream page (ListMessages), with ``has_more`` / ``last_id`` for paging by hand."""
+    ) -> Page[pb.Message]:
+        """One upstream page (ListMessages): ``data``, ``has_more``, ``get_next_page()``."""
         request = build.list_messages(
             thread_id, limit=limit, order=order, after=after, before=before, run_id=run_id,
             opts=build.options(extra_query, None, extra_headers))
         result = self._client._unary("ListMessages", request, timeout)
-        return result  # type: ignore[no-any-return]
+        return Page(result, dict(thread_id=thread_id, limit=limit, order=order, after=after,
+                              before=before, run_id=run_id, extra_query=extra_query,
+                              extra_headers=extra_headers, timeout=timeout), self.list_page)
 
 
 class Files:
@@ -307,12 +345,14 @@ class Files:
         extra_query: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = NOT_GIVEN,
-    ) -> pb.ListMessageFilesResponse:
+    ) -> Page[pb.MessageFile]:
         request = build.list_files(
             thread_id, message_id, limit=limit, order=order, after=after, before=before,
             opts=build.options(extra_query, None, extra_headers))
         result = self._client._unary("ListMessageFiles", request, timeout)
-        return result  # type: ignore[no-any-return]
+        return Page(result, dict(message_id=message_id, thread_id=thread_id, limit=limit,
+                              order=order, after=after, before=before, extra_query=extra_query,
+                              extra_headers=extra_headers, timeout=timeout), self.list_page)
 
 
 class MessagesWithRawResponse:
@@ -323,12 +363,14 @@ class MessagesWithRawResponse:
         self.retrieve = to_raw(messages.retrieve)
         self.update = to_raw(messages.update)
         self.list_page = to_raw(messages.list_page)
+        self.list = RawStream.wrap(messages.list)
 
 
 class FilesWithRawResponse:
     def __init__(self, files: Files) -> None:
         self.retrieve = to_raw(files.retrieve)
         self.list_page = to_raw(files.list_page)
+        self.list = RawStream.wrap(files.list)
 
 
 __all__ = ["Files", "Messages", "MessagesGatewayClient", "RawResponse", "Stream"]

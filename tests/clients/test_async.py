@@ -168,4 +168,4 @@ async def test_async_retries_stop_after_the_policy_attempts(aclient, emulator) -
     emulator.faults.add("getMessage", "status", status=503, should_retry=False)
     with pytest.raises(UnavailableError):
         await aclient.messages.retrieve(message_id, thread_id=thread_id)
-    assert emulator.log.count("getMessage") == 4  # RETRY_POLICY maxAttempts
+    assert emulator.log.count("getMessage") == 4  # 1 + max_retries (3)

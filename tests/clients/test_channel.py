@@ -11,21 +11,26 @@ import grpc
 import pytest
 
 from clients import IDEMPOTENT_METHODS, AsyncMessagesGatewayClient, UnavailableError
-from clients._channel import ClientConfig, service_config
+from clients._channel import RETRY_POLICY, ClientConfig, service_config
 from gateway.app import Gateway
 from gateway.config import ServerSettings
 from gateway.rpc.server import GrpcServer
 from tests.clients.conftest import new_thread
 
 
-def test_service_config_retries_only_idempotent_methods_on_unavailable() -> None:
+def test_service_config_balances_and_leaves_retries_to_the_client() -> None:
     parsed = json.loads(service_config())
-    assert parsed["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert parsed == {"loadBalancingConfig": [{"round_robin": {}}]}
+
+
+def test_service_config_with_a_policy_retries_only_idempotent_methods() -> None:
+    parsed = json.loads(service_config(RETRY_POLICY))
     (config,) = parsed["methodConfig"]
-    methods = {n["method"] for n in config["name"]}
-    assert methods == set(IDEMPOTENT_METHODS)
-    assert "CreateMessage" not in methods and "UpdateMessage" not in methods
-    assert all(n["service"] == "messages_gateway.v1.MessagesService" for n in config["name"])
+    methods = {(n["service"], n["method"]) for n in config["name"]}
+    assert {m for _, m in methods} == set(IDEMPOTENT_METHODS)
+    assert not {"CreateMessage", "UpdateMessage", "CreateThread"} & {m for _, m in methods}
+    assert ("messages_gateway.v1.ThreadsService", "GetThread") in methods
+    assert ("messages_gateway.v1.MessagesService", "GetMessage") in methods
     assert config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 

@@ -21,7 +21,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy: an in-tree build would leave build/ and *.egg-info in clients/.
     work = tmp_path_factory.mktemp("dist")
     shutil.copytree(CLIENTS, work / "clients",
-                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info",
+                                                  "node_modules"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          str(work / "clients"), "-w", str(work / "wheels")],
@@ -39,6 +40,7 @@ def test_client_wheel_contains_the_package_and_the_generated_code(wheel: Path) -
         assert f"clients/{module}.py" in names
     assert "clients/generated/messages_gateway/v1/messages_pb2.pyi" in names
     assert "clients/py.typed" in names
+    assert "clients/generated/messages_gateway.binpb" in names
     assert not any(n.startswith("gateway/") for n in names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line.split(":", 1)[1].strip()
