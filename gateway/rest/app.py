@@ -19,10 +19,10 @@ client that disconnects cancels the stream and the upstream page being fetched.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -275,7 +275,9 @@ class _NdjsonResponse(StreamingResponse):
 
 
 def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    # orjson writes the same compact UTF-8 JSON as json.dumps(ensure_ascii=False, separators=
+    # (",", ":")), several times faster: a 1,000-message NDJSON stream spent most of its CPU here.
+    return orjson.dumps(obj) + b"\n"
 
 
 def create_app(operations: MessageOperations, pipeline: Pipeline) -> Starlette:

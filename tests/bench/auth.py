@@ -101,8 +101,11 @@ def _serve_both(base: str, store_path: str, ports: dict[str, int], mode: str) ->
             auth = AuthSettings(enabled=True, store_path=store_path,
                                 thread_access="tenant" if name == "on" else "open")
         else:
+            # Threads open: this suite measures authentication alone (the thread is made on
+            # the emulator directly, so owner checks would refuse it; the ownership suite
+            # measures those).
             auth = AuthSettings() if mode == "same" or name == "off" else AuthSettings(
-                enabled=True, store_path=store_path)
+                enabled=True, store_path=store_path, thread_access="open")
         return Settings(server=ServerSettings(grpc_listen=f"127.0.0.1:{ports[name]}"),
                         upstream=UpstreamSettings(base_url=base, api_key=UPSTREAM_KEY),
                         logging=LoggingSettings(level="error"), auth=auth)
@@ -235,6 +238,11 @@ async def run(same: bool = False, mode: str | None = None) -> list[dict[str, Any
                          for _ in range(PROCESSES)]
         finally:
             _stop(emulator)
+
+    failed = sum(r["errors"] for p in processes for arm in ("off", "on") for r in p[arm])
+    if failed:
+        # A ratio of failing calls measures the failure path: the suite fails instead.
+        raise RuntimeError(f"{failed} calls failed during the {mode} bench")
 
     def ratios(field: str) -> list[float]:
         """Per process: the median over adjacent round pairs of on ÷ off."""
