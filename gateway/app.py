@@ -84,8 +84,15 @@ def build_ownership(auth: AuthSettings) -> Ownership:
     """Whose threads are whose: ``auth.thread_access`` with auth on; open without consumers."""
     if not auth.enabled:
         return Ownership("open")
-    secret = (Path(auth.owner_secret_file).read_bytes().strip() if auth.owner_secret_file
-              else auth.owner_secret.encode())
+    secret = auth.owner_secret.encode()
+    if auth.owner_secret_file:
+        try:
+            secret = Path(auth.owner_secret_file).read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"auth.owner_secret_file: cannot read {auth.owner_secret_file}: "
+                              f"{exc.strerror}") from None
+        if not secret:
+            raise ConfigError(f"auth.owner_secret_file: {auth.owner_secret_file} is empty")
     if auth.thread_access != "open" and not secret:
         log.warning("owner_secret_built_in", detail="thread owner stamps use the built-in key; "
                     "set auth.owner_secret_file so that they cannot be computed elsewhere")
@@ -107,13 +114,14 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
 async def start_gateway(settings: Settings) -> Gateway:
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
+    ownership = build_ownership(settings.auth)  # before anything that needs closing
     upstream = UpstreamPool(settings)
     operations = MessageOperations(
         upstream,
         IdempotencyStore(settings.reliability.idempotency_window_seconds,
                          settings.reliability.idempotency_max_entries),
         build_cache(settings.cache),
-        build_ownership(settings.auth),
+        ownership,
     )
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None

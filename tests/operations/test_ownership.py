@@ -251,3 +251,48 @@ async def test_deleting_a_thread_empties_every_replicas_cache(
             await c.close()
         for g in replicas:
             await g.stop(grace=0.5)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"  \n"])
+async def test_an_unreadable_or_empty_owner_secret_file_stops_the_start(
+    emulator: EmulatorServer, tmp_path: Path, content: bytes | None
+) -> None:
+    """Stamps keyed with nothing (or a key that differs per replica) would lose every owner:
+    the start is refused naming the setting."""
+    from gateway.config import ConfigError
+
+    path = tmp_path / "credentials.json"
+    make_keys(path)
+    secret = tmp_path / "owner-secret"
+    if content is not None:
+        secret.write_bytes(content)
+    settings = auth_settings(emulator, path, thread_access="tenant",
+                             owner_secret_file=str(secret))
+    with pytest.raises(ConfigError, match="auth.owner_secret_file"):
+        await start_gateway(settings)
+
+
+async def test_stamps_follow_the_configured_secret(emulator: EmulatorServer,
+                                                   tmp_path: Path) -> None:
+    """Two replicas with the same secret agree on owners; a replica with another secret does
+    not recognise the stamps (so the secret must be the same everywhere)."""
+    path = tmp_path / "credentials.json"
+    keys = make_keys(path)
+    secret = tmp_path / "owner-secret"
+    secret.write_text("s3cret-one\n")
+    base = ownership_settings(emulator, path, "tenant")
+    same = base.replace("auth", owner_secret_file=str(secret))
+    other = base.replace("auth", owner_secret="s3cret-two")
+    gateways = [await start_gateway(s) for s in (same, same, other)]
+    connections = [await connect(g) for g in gateways]
+    try:
+        a, b, c = (conn.drivers["grpc"] for conn in connections)
+        made = await a.call(Call("CreateThread", {}, {}, key=keys.owner))
+        (thread_id,) = made.ids
+        get = Call("GetThread", {"thread_id": thread_id}, key=keys.owner)
+        assert [(await d.call(get)).code for d in (a, b, c)] == ["OK", "OK", "NOT_FOUND"]
+    finally:
+        for conn in connections:
+            await conn.close()
+        for g in gateways:
+            await g.stop(grace=0.5)
