@@ -42,7 +42,7 @@ class ServerSettings:
     #: or its body (HTTP).
     request_timeout_seconds: float = 10.0
     #: Calls waiting for their request at once; when full, the longest-waiting one is ended.
-    max_pending_calls: int = 100
+    max_pending_calls: int = 1000
     #: HTTP/2 streams one client connection may have open at once.
     max_streams_per_connection: int = 1000
     #: HTTP face: seconds a connection may take to send a request's headers (from opening, or
@@ -68,7 +68,7 @@ class ServerSettings:
 class UpstreamSettings:
     base_url: str = "http://127.0.0.1:8099/v1"
     #: The key itself (prefer api_key_env or api_key_file: this one ends up in the file).
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     #: Environment variable holding the key.
     api_key_env: str = "OPENAI_API_KEY"
     #: File holding the key (a mounted Kubernetes Secret); wins over the others when set.
@@ -153,7 +153,7 @@ class AuthSettings:
     #: Key of the owner stamps' HMAC (the same on every replica); a file wins over the value.
     #: Empty: a built-in key, with a warning at start (stamps are never shown to consumers and
     #: never accepted from them, so the key only keeps them from being computed elsewhere).
-    owner_secret: str = ""
+    owner_secret: str = field(default="", repr=False)
     owner_secret_file: str = ""
 
 
@@ -165,7 +165,7 @@ class ProfileSettings:
 
     name: str = "default"
     base_url: str = ""
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     api_key_env: str = ""
     api_key_file: str = ""
     beta: str = "assistants=v1"

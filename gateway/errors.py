@@ -11,6 +11,7 @@ escapes becomes ``Internal`` with a generic message.
     ├── NotFound             NOT_FOUND            404   upstream 404
     ├── Aborted              ABORTED              409   upstream 409
     ├── ResourceExhausted    RESOURCE_EXHAUSTED   429   upstream 429, our limits, oversized body
+    ├── Cancelled            CANCELLED            499   the consumer left mid-request (REST body)
     ├── Internal             INTERNAL             500   upstream broke the contract, or a bug
     ├── Unavailable          UNAVAILABLE          503   upstream 5xx, connection failure, draining
     └── DeadlineExceeded     DEADLINE_EXCEEDED    504   the consumer's deadline passed
@@ -151,6 +152,15 @@ class ResourceExhausted(GatewayError):
     http_status = HTTPStatus.TOO_MANY_REQUESTS
     openai_type = "rate_limit_error"
     default_reason = "RESOURCE_EXHAUSTED"
+
+
+class Cancelled(GatewayError):
+    """The consumer went away before its request was read whole (a REST body cut off):
+    recorded as CANCELLED / 499, never as a failure of the gateway."""
+
+    grpc_code = grpc.StatusCode.CANCELLED
+    http_status = 499
+    default_reason = "CLIENT_DISCONNECTED"
 
 
 class Internal(GatewayError):

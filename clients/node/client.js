@@ -233,6 +233,8 @@ class ResumableStream {
           || this.resumes >= this.maxResumes) {
           throw error;
         }
+        if (this.request.max_items && received >= this.request.max_items) return;  // all there:
+        // a resume with max_items 0 would mean "no cap" and deliver the rest of the thread
         this.resumes += 1;
         if (this.onResume) this.onResume(error);
         request = { ...request, ...error.resume };

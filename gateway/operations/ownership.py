@@ -7,10 +7,12 @@ never shown to consumers (removed from every thread they receive) and never acce
 (refused on every write, like the idempotency marker).
 
 Every messages and threads call checks the owner before any cache read or upstream write. A
-thread of another owner answers NOT_FOUND exactly as a missing one does (no existence oracle).
-Owners are cached per (tenant, thread) in this process, bounded in count, and forgotten when the
-thread is deleted here; another replica's entry for a deleted thread is harmless (the upstream
-answers 404 for anything on it). A thread made outside the gateway carries no stamp: ``open``
+thread of another owner answers NOT_FOUND exactly as a missing one does (no existence oracle):
+both are ``refuse()``'s error, with no upstream detail and no upstream headers. Owners are
+cached per (tenant, thread) in this process, bounded in count, and forgotten when the thread is
+deleted here; another replica's entry for a deleted thread is harmless (the upstream answers 404
+for anything on it). "No owner" is never cached: it is the one state that changes (adoption,
+possibly on another replica). A thread made outside the gateway carries no stamp: ``open``
 serves it; ``tenant`` and ``consumer`` refuse it until an administrator adopts it (AdoptThread,
 ``admin`` scope, audited).
 """
@@ -43,6 +45,20 @@ def thread_not_found(thread_id: str) -> NotFound:
     message = f"No thread found with id '{thread_id}'."
     return NotFound(message, reason="UPSTREAM_NOT_FOUND", upstream=UpstreamErrorInfo(
         status=404, type="invalid_request_error", message=message))
+
+
+def refuse(ctx: CallContext, thread_id: str) -> NotFound:
+    """The one answer for a thread the caller may not see, missing or another owner's: the
+    upstream's words, and none of the upstream's headers or ids (they would tell the two
+    apart)."""
+    ctx.response_headers.clear()
+    return thread_not_found(thread_id)
+
+
+def metadata_of(raw: Any) -> Mapping[str, Any] | None:
+    """The metadata of an upstream thread body, if it has any (the body is checked later)."""
+    metadata = raw.get("metadata") if isinstance(raw, Mapping) else None
+    return metadata if isinstance(metadata, Mapping) else None
 
 
 def refuse_reserved(field: str, metadata: Mapping[str, str], reserved: tuple[str, ...]) -> None:
@@ -88,6 +104,9 @@ class Ownership:
         value = metadata.get(OWNER_KEY) if isinstance(metadata, Mapping) else None
         found = value if isinstance(value, str) else _UNOWNED
         slot = (ctx.tenant, thread_id)
+        if found == _UNOWNED:
+            self._owners.pop(slot, None)  # never cached: an adoption anywhere changes it
+            return found
         self._owners[slot] = found
         self._owners.move_to_end(slot)
         while len(self._owners) > self._max_entries:
@@ -108,6 +127,10 @@ class Ownership:
             return
         found = self._owners.get((ctx.tenant, thread_id))
         if found is None:
-            found = self.remember(ctx, thread_id, (await fetch(ctx, thread_id)).get("metadata"))
+            try:
+                raw = await fetch(ctx, thread_id)
+            except NotFound:
+                raise refuse(ctx, thread_id) from None
+            found = self.remember(ctx, thread_id, metadata_of(raw))
         if not self.allows(ctx, found):
-            raise thread_not_found(thread_id)
+            raise refuse(ctx, thread_id)

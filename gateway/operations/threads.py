@@ -23,7 +23,8 @@ from gateway.errors import FieldViolation, InvalidArgument
 from gateway.operations import thread_validation as check
 from gateway.operations.idempotency import MARKER_KEY, MAX_METADATA_PAIRS
 from gateway.operations.messages import MessageOperations, convert
-from gateway.operations.ownership import OWNER_KEY, refuse_reserved, thread_not_found
+from gateway.errors import NotFound
+from gateway.operations.ownership import OWNER_KEY, metadata_of, refuse, refuse_reserved
 from gateway.operations.validation import ROLE_NAMES
 from gateway.upstream import wire_threads
 
@@ -85,16 +86,21 @@ class ThreadOperations:
         raw = await self._messages.upstream_call(ctx, "POST", ["threads"], req.options,
                                                  body=body)
         thread = self._thread(ctx, raw)
-        self._ownership.remember(ctx, thread.id, raw.get("metadata"))
+        self._ownership.remember(ctx, thread.id, metadata_of(raw))
         return thread
 
     async def get_thread(self, req: pb.GetThreadRequest, ctx: CallContext) -> pb.Thread:
         check.check_thread(req, self._allowed_headers)
-        raw = await self._messages.upstream_call(ctx, "GET", ["threads", req.thread_id],
-                                                 req.options)
-        found = self._ownership.remember(ctx, req.thread_id, raw.get("metadata"))
+        try:
+            raw = await self._messages.upstream_call(ctx, "GET", ["threads", req.thread_id],
+                                                     req.options)
+        except NotFound:
+            if self._ownership.enforced:
+                raise refuse(ctx, req.thread_id) from None
+            raise
+        found = self._ownership.remember(ctx, req.thread_id, metadata_of(raw))
         if not self._ownership.allows(ctx, found):
-            raise thread_not_found(req.thread_id)
+            raise refuse(ctx, req.thread_id)
         return self._thread(ctx, raw)
 
     async def update_thread(self, req: pb.UpdateThreadRequest, ctx: CallContext) -> pb.Thread:
@@ -125,14 +131,14 @@ class ThreadOperations:
         """Stamp a thread that carries no owner with the caller's (``admin`` scope)."""
         check.check_thread(req, self._allowed_headers)
         raw = await self._messages.fetch_thread(ctx, req.thread_id)
-        metadata = raw.get("metadata") if isinstance(raw.get("metadata"), Mapping) else {}
+        metadata = metadata_of(raw) or {}
         found = metadata.get(OWNER_KEY)
         if found is not None:
             # Owned already: the owner's own adoption changes nothing; anyone else's is refused
             # as if the thread were not there.
             self._ownership.remember(ctx, req.thread_id, metadata)
             if not self._ownership.allows(ctx, found):
-                raise thread_not_found(req.thread_id)
+                raise refuse(ctx, req.thread_id)
             return self._thread(ctx, raw)
         if len(metadata) >= MAX_METADATA_PAIRS:
             raise InvalidArgument.for_fields([FieldViolation(
@@ -142,7 +148,7 @@ class ThreadOperations:
         raw = await self._messages.upstream_call(ctx, "POST", ["threads", req.thread_id],
                                                  req.options, body={"metadata": stamped},
                                                  idempotent=True)
-        self._ownership.remember(ctx, req.thread_id, raw.get("metadata"))
+        self._ownership.remember(ctx, req.thread_id, metadata_of(raw))
         log.warning("thread_adopted", thread_id=req.thread_id, consumer=ctx.consumer,
                     key_id=ctx.key_id, profile=ctx.tenant, access=self._ownership.mode)
         return self._thread(ctx, raw)

@@ -48,7 +48,7 @@ def open_call(
             # Several values are ambiguous: "" fails authentication like a missing one.
             ctx.authorization = value if ctx.authorization is None else ""
         elif key == h.REQUEST_ID:
-            if value.isprintable():
+            if value.isascii() and value.isprintable():  # it goes back as a header/trailer
                 ctx.request_id = value[:h.MAX_VALUE_CHARS]
         elif key == h.IDEMPOTENCY_KEY:
             # Two keys are ambiguous: "" is refused by the create's validation, naming it.

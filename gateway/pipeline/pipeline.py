@@ -40,7 +40,8 @@ log = structlog.get_logger("gateway.pipeline")
 
 T = TypeVar("T")
 R = TypeVar("R")
-#: Stream leases of a call without a deadline expire after this many seconds.
+#: Stream leases expire after at most this many seconds (a call without a deadline, or with a
+#: longer one, renews nothing: its slot is released when it ends).
 UNBOUNDED_STREAM_LEASE_SECONDS = 3600.0
 
 
@@ -149,9 +150,12 @@ class Pipeline:
                     raise _draining_error()
                 if principal is not None:
                     assert self._auth is not None
+                    # A lease outlives its stream only if releasing it failed (a replica gone,
+                    # a cancellation mid-script): bounded, whatever deadline the call has.
                     left = ctx.remaining()
                     lease = await self._auth.open_stream(
-                        principal, UNBOUNDED_STREAM_LEASE_SECONDS if left is None else left)
+                        principal, UNBOUNDED_STREAM_LEASE_SECONDS if left is None
+                        else min(left, UNBOUNDED_STREAM_LEASE_SECONDS))
                 walk = operation(request, ctx)
             finally:
                 unbind_call_fields(token)
@@ -221,8 +225,9 @@ class Pipeline:
         finally:
             if not fetch.done():
                 fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fetch
+                # wait() raises only when this task itself is cancelled, never for the fetch's
+                # own cancellation: a cancellation aimed at the call is never swallowed here.
+                await asyncio.wait((fetch,))
         if fetch.cancelled():
             raise _draining_error()
         return fetch.result()

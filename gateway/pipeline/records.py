@@ -41,7 +41,7 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
     if not log_enabled(logging.INFO):
         return
     duration_ms = round(duration * 1000, 2)
-    message_id = ctx.message_id or _response_id(response)
+    thread_id, message_id = _ids(ctx, response)
     extra: dict[str, Any] = {} if items is None else {"items": items, "pages": pages}
     log.info(
         "call",
@@ -57,7 +57,7 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
         cache=ctx.cache,
         consumer=ctx.consumer,
         key_id=ctx.key_id,
-        thread_id=ctx.thread_id or None,
+        thread_id=thread_id,
         message_id=message_id,
         **extra,
     )
@@ -69,7 +69,7 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
         consumer=ctx.consumer,
         key_id=ctx.key_id,
         profile=ctx.tenant if ctx.consumer else None,
-        thread_id=ctx.thread_id or None,
+        thread_id=thread_id,
         message_id=message_id,
         outcome=code,
         duration_ms=duration_ms,
@@ -80,9 +80,17 @@ def plain_http_status(code: str) -> int:
     return _PLAIN_HTTP.get(code, 500)
 
 
-def _response_id(response: Any) -> str | None:
+#: ``object`` values of the answers whose ``id`` is a thread's (CreateThread names none before).
+_THREAD_OBJECTS = frozenset({"thread", "thread.deleted"})
+
+
+def _ids(ctx: CallContext, response: Any) -> tuple[str | None, str | None]:
+    """The thread and message the call was about: the request's, else the created object's."""
     value = getattr(response, "id", "")
-    return value if isinstance(value, str) and value else None
+    created = value if isinstance(value, str) and value else None
+    if getattr(response, "object", "") in _THREAD_OBJECTS:
+        return ctx.thread_id or created, ctx.message_id or None
+    return ctx.thread_id or None, ctx.message_id or created
 
 
 @functools.cache

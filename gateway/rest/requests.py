@@ -21,11 +21,11 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.enums import ORDER, ROLE
-from gateway.errors import FieldViolation, InvalidArgument
+from gateway.errors import Cancelled, FieldViolation, InvalidArgument
 from gateway.headers import BETA_VALUE, OPENAI_BETA
 
 #: Largest request body read. A maximal create (256,000 characters, each escaped as ``\\uXXXX``,
@@ -105,11 +105,15 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone mid-body (or its body timed out): nobody to answer; not the gateway's failure.
+        raise Cancelled("the client disconnected before its request body arrived") from None
     raw = b"".join(chunks)
     if not raw.strip():
         return {}

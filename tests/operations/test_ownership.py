@@ -296,3 +296,71 @@ async def test_stamps_follow_the_configured_secret(emulator: EmulatorServer,
             await conn.close()
         for g in gateways:
             await g.stop(grace=0.5)
+
+
+async def test_another_owners_thread_and_a_missing_one_answer_byte_for_byte_alike(
+    emulator: EmulatorServer, tenant_owned: TenantOwned
+) -> None:
+    """No existence oracle: status, details, trailers / body and headers are the same (the
+    gateway's own request id aside), the first time and once the owner is cached."""
+    import grpc
+
+    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+    from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+
+    gateway, keys = tenant_owned.gateway, tenant_owned.keys
+    made = await tenant_owned.connected.drivers["grpc"].call(
+        Call("CreateThread", {}, {}, key=keys.owner))
+    (owned,) = made.ids
+    missing = "thread_" + "x" * 24
+    stranger = (("authorization", f"Bearer {keys.other_tenant}"),)
+
+    async def grpc_answer(thread_id: str) -> tuple[object, ...]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+            stub = pb_grpc.MessagesServiceStub(channel)
+            call = stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id),
+                                     metadata=stranger, timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+        err = caught.value
+        trailers = tuple((k, v) for k, v in (err.trailing_metadata() or ())
+                         if k != "x-gateway-request-id")
+        return (err.code(), err.details().replace(thread_id, "<id>"),
+                tuple((k, v.replace(thread_id.encode(), b"<id>") if isinstance(v, bytes) else v)
+                      for k, v in trailers))
+
+    async def rest_answer(thread_id: str) -> tuple[object, ...]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}/v1") as http:
+            response = await http.get(f"/threads/{thread_id}/messages", headers={
+                "openai-beta": "assistants=v1", "authorization": f"Bearer {keys.other_tenant}"})
+        headers = sorted((k, v) for k, v in response.headers.items()
+                         if k not in {"x-gateway-request-id", "date", "content-length"})
+        return response.status_code, response.text.replace(thread_id, "<id>"), tuple(headers)
+
+    for answer in (grpc_answer, rest_answer):
+        first = await answer(owned), await answer(missing)
+        again = await answer(owned), await answer(missing)
+        assert first[0] == first[1] == again[0] == again[1], answer.__name__
+
+
+async def test_an_adoption_on_one_replica_is_seen_by_another_at_once(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "credentials.json"
+    keys = make_keys(path)
+    settings = ownership_settings(emulator, path, "tenant")
+    replicas = [await start_gateway(settings) for _ in range(2)]
+    connections = [await connect(g) for g in replicas]
+    try:
+        a, b = (c.drivers["grpc"] for c in connections)
+        outside = await new_thread(emulator)
+        listing = Call("ListMessages", {"thread_id": outside}, key=keys.owner)
+        assert (await b.call(listing)).code == "NOT_FOUND"
+        assert (await a.call(Call("AdoptThread", {"thread_id": outside}, {},
+                                  key=keys.admin))).code == "OK"
+        assert (await b.call(listing)).code == "OK"
+    finally:
+        for c in connections:
+            await c.close()
+        for g in replicas:
+            await g.stop(grace=0.5)

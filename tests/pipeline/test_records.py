@@ -64,3 +64,38 @@ async def test_timeout_header_bounds_the_upstream_wait(
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "deadline_exceeded"
     assert response.elapsed.total_seconds() < 1.5
+
+
+async def test_a_client_gone_mid_body_is_cancelled_not_an_internal_error(
+    rest_gateway, emulator: EmulatorServer
+) -> None:
+    """A POST whose body never arrives whole (the client left, or its body timed out) is a
+    CANCELLED / 499 call line, with no traceback (Starlette's ClientDisconnect was INTERNAL)."""
+    import asyncio
+
+    thread_id = await new_thread(emulator)
+    with structlog.testing.capture_logs() as logs:
+        reader, writer = await asyncio.open_connection("127.0.0.1", rest_gateway.http_port)
+        writer.write((f"POST /v1/threads/{thread_id}/messages HTTP/1.1\r\nHost: x\r\n"
+                      "OpenAI-Beta: assistants=v1\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 100\r\n\r\n{\"role\": ").encode())
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        for _ in range(50):
+            if any(e["event"] == "call" for e in logs):
+                break
+            await asyncio.sleep(0.05)
+    (line,) = [e for e in logs if e["event"] == "call"]
+    assert (line["code"], line["http_status"]) == ("CANCELLED", 499)
+    assert not [e for e in logs if e["event"] == "call_unexpected_error"]
+    assert emulator.log.count("createMessage") == 0
+
+
+async def test_thread_calls_name_their_thread_in_the_audit_line(http: httpx.AsyncClient) -> None:
+    with structlog.testing.capture_logs() as logs:
+        made = (await http.post("/threads", json={})).json()
+        await http.delete(f"/threads/{made['id']}")
+    audits = [e for e in logs if e["event"] == "audit"]
+    assert [(e["method"], e["thread_id"], e["message_id"]) for e in audits] == [
+        ("CreateThread", made["id"], None), ("DeleteThread", made["id"], None)]
