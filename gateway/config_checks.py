@@ -26,6 +26,14 @@ def parse_listen(value: str, key: str) -> tuple[str, int]:
         raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
 
+def require_positive(values: dict[str, float], *, allow_zero: bool = False) -> None:
+    """Each named number above 0 (or at least 0 with ``allow_zero``); the error names it."""
+    rule = "must not be negative" if allow_zero else "must be greater than 0"
+    for key, number in values.items():
+        if number < 0 if allow_zero else number <= 0:
+            raise ConfigError(f"{key} {rule}")
+
+
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -55,9 +63,7 @@ def check_all(settings: Settings) -> None:
         "upstream.max_connections": settings.upstream.max_connections,
         "upstream.max_body_bytes": settings.upstream.max_body_bytes,
     }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
+    require_positive(positive)
     for proxy in settings.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -110,18 +116,14 @@ def check_reliability(r: ReliabilitySettings) -> None:
         "reliability.idempotency_window_seconds": r.idempotency_window_seconds,
         "reliability.idempotency_max_entries": r.idempotency_max_entries,
     }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
+    require_positive(positive)
     not_negative = {
         "reliability.per_try_timeout_seconds": r.per_try_timeout_seconds,
         "reliability.retry_budget_ratio": r.retry_budget_ratio,
         "reliability.retry_budget_burst": r.retry_budget_burst,
         "reliability.admission_wait_seconds": r.admission_wait_seconds,
     }
-    for key, number in not_negative.items():
-        if number < 0:
-            raise ConfigError(f"{key} must not be negative")
+    require_positive(not_negative, allow_zero=True)
 
 
 def check_auth(settings: Settings) -> None:
@@ -174,9 +176,7 @@ def _check_cache(cache: CacheSettings) -> None:
         "cache.max_bytes": cache.max_bytes,
         "cache.max_value_bytes": cache.max_value_bytes,
     }
-    for key, number in positive.items():
-        if number <= 0:
-            raise ConfigError(f"{key} must be greater than 0")
+    require_positive(positive)
     for name in ("get_message", "list_messages", "get_message_file", "list_message_files"):
         if getattr(cache, f"{name}_ttl_seconds") < 0:
             raise ConfigError(f"cache.{name}_ttl_seconds must be 0 (off) or more")
