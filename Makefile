@@ -93,8 +93,12 @@ buf-check: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 contract-baseline: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	$(BUF) build protos -o $(BASELINE)
 
+# The whole suite runs on the server's default loop (uvloop); the fault, cancellation, Redis,
+# streaming and upstream suites run again on the standard library's loop (server.event_loop).
+ASYNCIO_SUITES := tests/reliability tests/rpc/test_streaming.py tests/cache tests/upstream
 test: $(STAMP) check-protos buf-check $(NODE_STAMP)
 	$(PY) -m pytest
+	PYTEST_EVENT_LOOP=asyncio $(PY) -m pytest -q $(ASYNCIO_SUITES)
 
 demo: $(STAMP)
 	$(PY) -m gateway.demo

@@ -2,8 +2,8 @@
 
 uvloop (libuv, written in Cython) measured ~8 % less CPU per proxied call than the standard
 library's loop on the bench machine (docs/benchmarks.md), so it is the default; ``asyncio``
-turns it off. The test suite runs on the same default (tests/conftest.py), and
-``GATEWAY_TEST_EVENT_LOOP=asyncio make test`` runs it on the other.
+turns it off. The test suite runs on the same default (tests/conftest.py); ``make test`` runs the
+fault, cancellation, Redis, streaming and upstream suites again with ``PYTEST_EVENT_LOOP=asyncio``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from gateway.loop import LOOP_FACTORIES
 EMULATOR_KEY = "sk-emulator-test-key"
 
 #: The loop every async test (and the gateway it starts in-process) runs on: the server's default,
-#: or GATEWAY_TEST_EVENT_LOOP (``asyncio`` / ``uvloop``).
-TEST_EVENT_LOOP = os.environ.get("GATEWAY_TEST_EVENT_LOOP") or ServerSettings().event_loop
+#: or PYTEST_EVENT_LOOP (``asyncio`` / ``uvloop``).
+TEST_EVENT_LOOP = os.environ.get("PYTEST_EVENT_LOOP") or ServerSettings().event_loop
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
