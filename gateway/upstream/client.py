@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
@@ -41,7 +40,7 @@ from gateway.errors import (
 )
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
-from gateway.upstream.http import UpstreamHTTP, build_transport
+from gateway.upstream.http import UpstreamHTTP, UpstreamURLs, build_transport
 from gateway.upstream.retry import (
     AttemptFailed,
     RetryBudget,
@@ -133,23 +132,13 @@ class UpstreamClient:
                                                 r.admission_wait_seconds)
         self.keys = KeySource(settings)
         self._default_timeout = default_timeout
-        base = urlsplit(settings.base_url.rstrip("/"))
-        self._origin = f"{base.scheme}://{base.netloc}"
-        self._base_path = base.path
+        self.urls = UpstreamURLs(settings.base_url)
         self._owns_http = http is None
         self._http = http or UpstreamHTTP(settings, transport)
 
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
-
-    def url_for(self, segments: Sequence[str]) -> str:
-        """The URL of a path made of validated segments, each percent-encoded whole.
-
-        ``quote(..., safe="")`` encodes ``/``, ``?``, ``#`` and ``%`` too, so no id can change the
-        path, the query or the host the request goes to.
-        """
-        return self._origin + self._base_path + "".join("/" + quote(s, safe="") for s in segments)
 
     async def request(
         self,
@@ -169,16 +158,15 @@ class UpstreamClient:
         ``recover`` (idempotent creates) is asked before such a re-send whether the first one
         took effect after all, and its non-None body is the answer.
         """
-        url = self.url_for(segments)
+        url = self.urls.url(segments, query)
         content = None
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
-        params = dict(query) if query else None
         breaker = self.circuits.get(ctx.tenant)
         operation = route_label(method, segments)
 
         async def attempt() -> UpstreamResponse:
-            return await self._attempt(ctx, method, url, params, content, extra_headers, breaker,
+            return await self._attempt(ctx, method, url, content, extra_headers, breaker,
                                        operation=operation)
 
         async def recovered() -> UpstreamResponse | None:
@@ -199,8 +187,7 @@ class UpstreamClient:
         self,
         ctx: CallContext,
         method: str,
-        url: str,
-        params: dict[str, str] | None,
+        url: httpx.URL,
         content: bytes | None,
         extra_headers: Mapping[str, str] | None,
         breaker: CircuitBreaker,
@@ -217,7 +204,7 @@ class UpstreamClient:
         if content is not None:
             headers["content-type"] = "application/json"
         request = self._http.build_request(
-            method, url, params=params, content=content, headers=headers, timeout=limit,
+            method, url, content=content, headers=headers, timeout=limit,
             connect_timeout=min(self.settings.connect_timeout_seconds, limit),
         )
         with breaker.attempt() as verdict:
@@ -255,7 +242,7 @@ class UpstreamClient:
             old = headers.get("authorization")
             self.keys.refresh()
             if self._headers(None).get("authorization") != old:
-                return await self._attempt(ctx, method, url, params, content, extra_headers,
+                return await self._attempt(ctx, method, url, content, extra_headers,
                                            breaker, operation=operation, key_retried=True)
         if 200 <= status < 300:
             try:
@@ -293,17 +280,22 @@ class UpstreamClient:
         response = await self._http.send(request)
         try:
             cap = self.settings.max_body_bytes
-            declared = response.headers.get("content-length")
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
                 raise _too_large()
+            # The transport's stream as it is when there is nothing to decode (httpx's decoder
+            # and chunker cost ~10 µs a response); httpx decodes gzip and deflate. Either way the
+            # cap counts decoded bytes, so a compressed bomb stops at the cap.
+            encoding = headers.get("content-encoding", "")
+            body = response.aiter_bytes() if encoding not in ("", "identity") else response.stream
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
+            async for chunk in body:
                 size += len(chunk)
                 if size > cap:
                     raise _too_large()
                 chunks.append(chunk)
-            headers = {k.lower(): v for k, v in response.headers.items()}
             return response.status_code, b"".join(chunks), headers
         finally:
             # Always hand the connection back (or drop it), whatever interrupted the read.

@@ -14,7 +14,9 @@ machinery the gateway never uses, and cost ~0.15 ms of CPU per request on the be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
 import httpx
 
@@ -22,7 +24,43 @@ from gateway.config import UpstreamSettings
 from gateway.headers import UPSTREAM_BASE_HEADERS
 from gateway.upstream.transport import AiohttpTransport
 
-__all__ = ["UpstreamHTTP", "build_transport"]
+__all__ = ["UpstreamHTTP", "UpstreamURLs", "build_transport"]
+
+#: Segments made only of these need no percent-encoding (every id the gateway validates).
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+class UpstreamURLs:
+    """URLs under one base URL, as ``httpx.URL`` objects built without a parse per request.
+
+    ``httpx.URL(str)`` validates and parses the whole string in Python: ~12 µs, twice that with
+    ``params=`` (a tenth of the gateway's own CPU per proxied call). The base URL is parsed once;
+    each request's URL is that parse with its own path and query, which are percent-encoded
+    here: every segment whole (``quote(..., safe="")`` encodes ``/``, ``?``, ``#`` and ``%``, so
+    no id can change the path, the query or the host), the query by ``httpx.QueryParams``. The
+    result equals ``httpx.URL`` of the same string (tests/upstream/test_http.py).
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base = httpx.URL(base_url.rstrip("/"))
+        self._path = self.base.raw_path.decode("ascii")
+        # httpx.URL keeps its parse in ``_uri_reference`` (a NamedTuple); httpx is pinned, and
+        # without it every URL is parsed as a string instead.
+        self._parsed = getattr(self.base, "_uri_reference", None)
+
+    def path(self, segments: Sequence[str]) -> str:
+        return self._path + "".join(
+            "/" + (s if _PLAIN_SEGMENT.fullmatch(s) else quote(s, safe="")) for s in segments)
+
+    def url(self, segments: Sequence[str], query: Mapping[str, str] | None = None) -> httpx.URL:
+        path = self.path(segments)
+        encoded = str(httpx.QueryParams(query)) if query else None
+        if self._parsed is None:
+            return self.base.copy_with(raw_path=(path + ("?" + encoded if encoded else ""))
+                                       .encode("ascii"))
+        url = httpx.URL.__new__(httpx.URL)
+        url._uri_reference = self._parsed._replace(path=path, query=encoded)
+        return url
 
 
 def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
@@ -47,10 +85,9 @@ class UpstreamHTTP:
     @staticmethod
     def build_request(
         method: str,
-        url: str,
+        url: httpx.URL | str,
         *,
         headers: Mapping[str, str],
-        params: Mapping[str, str] | None = None,
         content: bytes | None = None,
         timeout: float,
         connect_timeout: float,
@@ -58,7 +95,7 @@ class UpstreamHTTP:
         merged = dict(UPSTREAM_BASE_HEADERS)
         merged.update(headers)
         return httpx.Request(
-            method, url, params=params, content=content, headers=merged,
+            method, url, content=content, headers=merged,
             extensions={"timeout": {"connect": connect_timeout, "read": timeout,
                                     "write": timeout, "pool": timeout}},
         )

@@ -23,6 +23,7 @@ from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway import metrics
 from gateway.emulator.server import EmulatorServer
+from gateway.upstream.http import UpstreamURLs
 from tests.conftest import EMULATOR_KEY
 from tests.reliability.conftest import Harness, HarnessFactory
 from tests.rpc.test_messages_service import details
@@ -225,7 +226,7 @@ async def test_fault_connection_refused_unavailable_fast(
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    h.gateway.upstream.client("default")._origin = f"http://127.0.0.1:{port}"
+    h.gateway.upstream.client("default").urls = UpstreamURLs(f"http://127.0.0.1:{port}/v1")
     started = time.monotonic()
     err = await failing(get(h, "thread_x", "msg_x", timeout=5))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
