@@ -6,6 +6,7 @@ import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -25,7 +26,11 @@ from gateway.pipeline import Pipeline
 from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
 from gateway.upstream.pool import UpstreamPool, all_profiles
+from gateway.tracing import Tracing, build_tracing
 from gateway.upstream.startup import UpstreamKeyWatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger("gateway")
 
@@ -49,6 +54,8 @@ class Gateway:
     #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
     metrics: MetricsServer | None = None
     key_watch: UpstreamKeyWatch | None = None
+    #: None when tracing is off.
+    tracing: Tracing | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
@@ -67,6 +74,9 @@ class Gateway:
             await self.authenticator.limits.aclose()
         await self.operations.cache.close()
         await self.upstream.aclose()
+        if self.tracing is not None:
+            # Exports the spans still batched; blocking (the exporter's own thread and channel).
+            await asyncio.to_thread(self.tracing.shutdown)
         # Last, so the drain itself stays observable; in a thread, as the server's shutdown
         # waits for its polling loop.
         if self.metrics is not None:
@@ -111,10 +121,13 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
-async def start_gateway(settings: Settings) -> Gateway:
-    """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
+async def start_gateway(settings: Settings, *,
+                        span_exporter: SpanExporter | None = None) -> Gateway:
+    """Build every piece inside the running loop (grpc.aio and httpx must not cross loops).
+    ``span_exporter``: where spans go instead of OTLP (tests); it turns tracing on."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
     ownership = build_ownership(settings.auth)  # before anything that needs closing
+    tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter
     upstream = UpstreamPool(settings)
     operations = MessageOperations(
         upstream,
@@ -140,7 +153,8 @@ async def start_gateway(settings: Settings) -> Gateway:
     pipeline = Pipeline(
         authenticator, default_timeout=settings.server.default_timeout_seconds,
         forward_headers=frozenset(
-            h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA)
+            h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA,
+        tracing=tracing)
     grpc_server = GrpcServer(settings.server, operations, pipeline,
                              credentials=server_credentials(settings.server))
     key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready,
@@ -165,9 +179,10 @@ async def start_gateway(settings: Settings) -> Gateway:
              metrics_port=metrics.port if metrics else None,
              upstream=settings.upstream.base_url, auth=settings.auth.enabled,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
-             profiles=sorted(upstream.names))
+             profiles=sorted(upstream.names),
+             tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch)
+                   http_port, authenticator, reloader, metrics, key_watch, tracing)
 
 
 async def serve(settings: Settings) -> None:

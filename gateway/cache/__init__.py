@@ -99,7 +99,10 @@ class ResponseCache:
         _event_counter(self.backend_name, event).inc()
 
     @staticmethod
-    def _mark(call: CallContext, outcome: str, age: float = 0.0) -> None:
+    def _mark(call: CallContext, outcome: str, age: float = 0.0, span: Any = None) -> None:
+        if span is not None:
+            span.set_attribute("gateway.cache.outcome", outcome)
+            span.end()
         call.cache = outcome
         call.response_headers[X_CACHE] = outcome
         if outcome != "bypass":
@@ -120,27 +123,36 @@ class ResponseCache:
         ``fetch(ctx)`` asks the upstream under the context it is given: the call's own, or a
         flight's copy of it when the fetch is shared."""
         ttl = self.policy.ttl(operation)
+        # The look-up's span (tracing on): from here to the outcome, which ends it.
+        span = None if call.trace is None else call.trace.start(
+            "cache.lookup", {"gateway.cache.backend": self.backend_name,
+                             "gateway.cache.operation": operation})
         wanted = directive(call.cache_control)
         if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
                 or options_bypass(options) or call.forward_headers):
             self._count("bypass")
-            self._mark(call, "bypass")
+            self._mark(call, "bypass", span=span)
             return await fetch(call)
         merged = dict(query)
         if options.extra_query:  # usually empty; a map update is not free even then
             merged.update(options.extra_query)
         key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
-        lookup = await self.backend.lookup(key)
+        try:
+            lookup = await self.backend.lookup(key)
+        except BaseException:
+            if span is not None:
+                span.end()
+            raise
         if not lookup.available:
             self._count("bypass")
-            self._mark(call, "bypass")
+            self._mark(call, "bypass", span=span)
             return await fetch(call)
         if wanted is Directive.USE and lookup.entry is not None:
             self._count("hit")
-            self._mark(call, "hit", time.time() - lookup.entry.stored_at)
+            self._mark(call, "hit", time.time() - lookup.entry.stored_at, span)
             return message_type.FromString(lookup.entry.payload)
         self._count("miss")
-        self._mark(call, "miss")
+        self._mark(call, "miss", span=span)
         if wanted is Directive.REFRESH:
             # The consumer asked for an answer fetched after its request: no joining.
             fetched = await self._fill(key, lookup, ttl, fetch, call)

@@ -35,6 +35,7 @@ from gateway.errors import GatewayError, Internal, Resume, Unauthenticated, Unav
 from gateway.log import bind_call_fields, unbind_call_fields
 from gateway.pipeline import records
 from gateway.pipeline.opening import open_call
+from gateway.tracing import Tracing
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -54,8 +55,11 @@ class Pipeline:
         *,
         default_timeout: float,
         forward_headers: frozenset[str] = frozenset(),
+        tracing: Tracing | None = None,
     ) -> None:
         self._auth = authenticator
+        #: None when tracing is off: the one check a call makes for it.
+        self._tracing = tracing
         self.default_timeout = default_timeout
         #: Allow-listed header names a consumer may pass through to the upstream.
         self.forward_headers = forward_headers
@@ -80,6 +84,18 @@ class Pipeline:
         return scope
 
     async def _admit(self, ctx: CallContext) -> Principal | None:
+        if self._tracing is not None:
+            ctx.trace = self._tracing.start_call(ctx)
+            if self._auth is not None:
+                with ctx.trace.child("authenticate") as span:
+                    principal = await self._authenticate(ctx)
+                    if span.is_recording():
+                        span.set_attribute("gateway.consumer", ctx.consumer or "anonymous")
+                        span.set_attribute("gateway.profile", ctx.tenant)
+                return principal
+        return await self._authenticate(ctx)
+
+    async def _authenticate(self, ctx: CallContext) -> Principal | None:
         principal = None
         auth = self._auth
         if auth is not None:
@@ -163,7 +179,7 @@ class Pipeline:
                 # The first page is awaited without the drain race: nothing has reached the
                 # consumer yet (no resume point to hand over; the server's grace covers the
                 # wait), and the race's task and wait cost ~0.5-1 ms of the time to first page.
-                page = await self._step(ctx, anext(walker, _END))
+                page = await self._step(ctx, anext(walker, _END), 1)
                 while page is not _END:
                     if principal is not None and not self._auth.still_valid(  # type: ignore[union-attr]
                             principal):
@@ -177,7 +193,7 @@ class Pipeline:
                     yield page
                     if drained is None:
                         drained = asyncio.ensure_future(self.draining.wait())
-                    page = await self._step(ctx, self._next_page(walker, drained))
+                    page = await self._step(ctx, self._next_page(walker, drained), pages + 1)
         except GatewayError as exc:
             code, status = exc.grpc_code.name, int(exc.http_status)
             exc.details.resume = resume
@@ -204,10 +220,19 @@ class Pipeline:
             records.finish(ctx, code, status, items=items, pages=pages)
 
     @staticmethod
-    async def _step(ctx: CallContext, step: Awaitable[Any]) -> Any:
+    async def _step(ctx: CallContext, step: Awaitable[Any], number: int) -> Any:
+        """The stream's next page (``number``: its position), or ``_END``."""
         token = bind_call_fields(ctx.request_id, ctx.method, ctx.face)
         try:
-            return await step
+            if ctx.trace is None:
+                return await step
+            with ctx.trace.child("stream.page", {"gateway.stream.page": number}) as span:
+                page = await step
+                if page is _END:
+                    span.update_name("stream.end")  # the wait for the walk to say it is over
+                elif span.is_recording():
+                    span.set_attribute("gateway.stream.items", len(page.data))
+                return page
         finally:
             unbind_call_fields(token)
 

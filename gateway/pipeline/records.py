@@ -19,10 +19,13 @@ import structlog
 from gateway import metrics
 from gateway.context import CallContext
 from gateway.log import enabled as log_enabled
+from gateway.tracing import CallTrace
 
 log = structlog.get_logger("gateway.call")
 audit = structlog.get_logger("gateway.audit")
 
+#: The lines' trace fields with tracing off: none (one shared, never-written mapping).
+_UNTRACED: dict[str, Any] = {}
 #: gRPC code name → HTTP status, for the outcomes that are not a GatewayError.
 _PLAIN_HTTP = {"OK": 200, "CANCELLED": 499}
 
@@ -38,11 +41,18 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
         stream_items, stream_pages = _stream_series(ctx.method)
         stream_items.inc(items)
         stream_pages.inc(pages or 0)
+    trace = ctx.trace
+    if trace is not None:
+        _finish_span(ctx, trace, code, http_status, response, items, pages)
     if not log_enabled(logging.INFO):
         return
     duration_ms = round(duration * 1000, 2)
     thread_id, message_id = _ids(ctx, response)
     extra: dict[str, Any] = {} if items is None else {"items": items, "pages": pages}
+    traced = _UNTRACED
+    if trace is not None:
+        traced = {"trace_id": trace.trace_id}
+        extra.update(traced)
     log.info(
         "call",
         request_id=ctx.request_id,
@@ -73,7 +83,28 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
         message_id=message_id,
         outcome=code,
         duration_ms=duration_ms,
+        **traced,
     )
+
+
+def _finish_span(ctx: CallContext, trace: CallTrace, code: str, http_status: int,
+                 response: Any, items: int | None, pages: int | None) -> None:
+    """The call span's outcome: what the audit line says, and the cache and upstream summary."""
+    thread_id, message_id = _ids(ctx, response)
+    attributes: dict[str, Any] = {"gateway.profile": ctx.tenant,
+                                  "gateway.upstream.calls": ctx.upstream_calls}
+    if ctx.consumer:
+        attributes["gateway.consumer"] = ctx.consumer
+    if ctx.cache:
+        attributes["gateway.cache.outcome"] = ctx.cache
+    if thread_id:
+        attributes["gateway.thread_id"] = thread_id
+    if message_id:
+        attributes["gateway.message_id"] = message_id
+    if items is not None:
+        attributes["gateway.stream.items"] = items
+        attributes["gateway.stream.pages"] = pages or 0
+    trace.finish(code, http_status, attributes)
 
 
 def plain_http_status(code: str) -> int:
