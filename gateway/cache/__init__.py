@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
+from gateway.metrics import consumer_label
 from gateway.cache.backend import Backend, Entry, Lookup
 from gateway.cache.keys import CacheKey, list_scope, make_key, message_scope, thread_scope
 from gateway.cache.memory import MemoryBackend
@@ -98,6 +99,10 @@ class ResponseCache:
     def _count(self, event: str) -> None:
         _event_counter(self.backend_name, event).inc()
 
+    def _looked_up(self, call: CallContext, outcome: str) -> None:
+        _lookup_counter(self.backend_name, outcome, consumer_label(call.consumer),
+                        call.tenant).inc()
+
     @staticmethod
     def _mark(call: CallContext, outcome: str, age: float = 0.0, span: Any = None) -> None:
         if span is not None:
@@ -130,7 +135,7 @@ class ResponseCache:
         wanted = directive(call.cache_control)
         if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
                 or options_bypass(options) or call.forward_headers):
-            self._count("bypass")
+            self._looked_up(call, "bypass")
             self._mark(call, "bypass", span=span)
             return await fetch(call)
         merged = dict(query)
@@ -144,14 +149,14 @@ class ResponseCache:
                 span.end()
             raise
         if not lookup.available:
-            self._count("bypass")
+            self._looked_up(call, "bypass")
             self._mark(call, "bypass", span=span)
             return await fetch(call)
         if wanted is Directive.USE and lookup.entry is not None:
-            self._count("hit")
+            self._looked_up(call, "hit")
             self._mark(call, "hit", time.time() - lookup.entry.stored_at, span)
             return message_type.FromString(lookup.entry.payload)
-        self._count("miss")
+        self._looked_up(call, "miss")
         self._mark(call, "miss", span=span)
         if wanted is Directive.REFRESH:
             # The consumer asked for an answer fetched after its request: no joining.
@@ -217,6 +222,11 @@ class ResponseCache:
         await self._flights.close()
         if self.backend is not None:
             await self.backend.close()
+
+
+@functools.cache
+def _lookup_counter(backend: str, outcome: str, consumer: str, profile: str) -> Any:
+    return metrics.CACHE_LOOKUPS.labels(backend, outcome, consumer, profile)
 
 
 @functools.cache

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
 
+from gateway import metrics
 from gateway.context import CallContext
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.credentials.scopes import scope_for
@@ -156,6 +158,7 @@ class Pipeline:
         principal: Principal | None = None
         lease: str | None = None
         drained: asyncio.Future[Any] | None = None
+        open_gauge: Any = None
         # Bound around each step, not across yields: a face may consume the stream from
         # another task (Starlette sends a response from one of its own).
         token = bind_call_fields(ctx.request_id, ctx.method, ctx.face)
@@ -173,6 +176,8 @@ class Pipeline:
                         principal, UNBOUNDED_STREAM_LEASE_SECONDS if left is None
                         else min(left, UNBOUNDED_STREAM_LEASE_SECONDS))
                 walk = operation(request, ctx)
+                open_gauge = _open_streams(ctx.face, ctx.method)
+                open_gauge.inc()
             finally:
                 unbind_call_fields(token)
             async with contextlib.aclosing(walk) as walker:  # type: ignore[type-var]
@@ -210,6 +215,8 @@ class Pipeline:
             code, status = "CANCELLED", 499
             raise
         finally:
+            if open_gauge is not None:
+                open_gauge.dec()
             if drained is not None:
                 drained.cancel()
             if lease is not None and principal is not None:
@@ -259,6 +266,12 @@ class Pipeline:
 
 
 _END: Any = object()
+
+
+@functools.cache
+def _open_streams(face: str, method: str) -> Any:
+    """The open-streams gauge child of one (face, method): ``labels()`` takes a lock."""
+    return metrics.STREAMS_OPEN.labels(face, method)
 
 
 async def _anext(pages: AsyncIterator[Any]) -> Any:

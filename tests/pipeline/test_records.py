@@ -14,7 +14,8 @@ SECRET = "sk-consumer-secret-do-not-log"
 
 def _calls(method: str, code: str) -> float:
     return metrics.REGISTRY.get_sample_value(
-        "gateway_calls_total", {"face": "rest", "method": method, "code": code}) or 0.0
+        "gateway_calls_total", {"face": "rest", "method": method, "code": code,
+                                "consumer": "anonymous", "profile": "default"}) or 0.0
 
 
 async def test_call_logs_one_line_without_authorization_and_counts_metrics(
