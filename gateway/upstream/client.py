@@ -100,8 +100,8 @@ class KeySource:
         self._checked = time.monotonic()
         try:
             self._key = self._settings.resolve_api_key()
-        except OSError:
-            # Keep the last good key: a Secret being swapped is briefly absent.
+        except (OSError, UnicodeDecodeError):
+            # Keep the last good key: a Secret being swapped is briefly absent (or half written).
             log.warning("upstream_key_file_unreadable", path=self._settings.api_key_file)
         return self._key
 
