@@ -25,8 +25,8 @@ attached context would be detached in the wrong one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry import trace
@@ -43,7 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from gateway.context import CallContext
 
-__all__ = ["CallTrace", "SpanKind", "Tracing", "build_tracing", "traceparent_of"]
+__all__ = ["CallTrace", "Tracing", "build_tracing", "traced_attempts", "traceparent_of"]
+
+T = TypeVar("T")
 
 #: The instrumentation scope's name on every span.
 SCOPE = "messages_gateway"
@@ -107,6 +109,40 @@ class CallTrace:
             if http_status >= 500:
                 span.set_status(Status(StatusCode.ERROR, code))
         span.end()
+
+
+def traced_attempts(ctx: CallContext, method: str, route: str,
+                    headers: Mapping[str, str] | None,
+                    send: Callable[[Mapping[str, str]], Awaitable[T]]
+                    ) -> Callable[[], Awaitable[T]]:
+    """The attempts of one upstream exchange, each in a CLIENT span: ``send(headers)`` makes one
+    with the span's ``traceparent`` (and the consumer's ``tracestate``) added. A span has the
+    attempt's number (from 1), the HTTP status when an answer came, and the retry reason of a
+    failed attempt."""
+    trace = ctx.trace
+    assert trace is not None
+    number = 0
+
+    async def attempt() -> T:
+        nonlocal number
+        number += 1
+        calls = ctx.upstream_calls
+        with trace.child(f"upstream {route}", {
+                "http.request.method": method, "http.route": route,
+                "gateway.upstream.attempt": number, "gateway.profile": ctx.tenant},
+                kind=SpanKind.CLIENT) as span:
+            try:
+                return await send({**(headers or {}), **trace.upstream_headers(span)})
+            except Exception as exc:
+                reason = getattr(exc, "reason", None)  # an AttemptFailed's, e.g. "http_503"
+                if isinstance(reason, str):
+                    span.set_attribute("gateway.upstream.retry_reason", reason)
+                raise
+            finally:
+                if ctx.upstream_calls > calls and ctx.upstream_status is not None:
+                    span.set_attribute("http.response.status_code", ctx.upstream_status)
+
+    return attempt
 
 
 def fail(span: Span, exc: BaseException) -> None:

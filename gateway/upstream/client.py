@@ -37,7 +37,7 @@ from gateway.errors import (
     UpstreamErrorInfo,
     error_for_upstream_status,
 )
-from gateway.tracing import CallTrace, SpanKind
+from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import build_http_client, build_transport
@@ -176,33 +176,14 @@ class UpstreamClient:
         breaker = self.circuits.get(ctx.tenant)
         operation = route_label(method, segments)
 
-        number = 0
-
         async def attempt() -> UpstreamResponse:
-            nonlocal number
-            number += 1
-            if ctx.trace is not None:
-                return await traced_attempt(ctx.trace, number)
             return await self._attempt(ctx, method, url, params, content, extra_headers, breaker,
                                        operation=operation)
 
-        async def traced_attempt(trace: CallTrace, number: int) -> UpstreamResponse:
-            """One attempt in a span of its own, whose traceparent goes upstream with it."""
-            calls = ctx.upstream_calls
-            with trace.child(f"upstream {operation}", {
-                    "http.request.method": method, "http.route": operation,
-                    "gateway.upstream.attempt": number, "gateway.profile": ctx.tenant},
-                    kind=SpanKind.CLIENT) as span:
-                headers = {**(extra_headers or {}), **trace.upstream_headers(span)}
-                try:
-                    return await self._attempt(ctx, method, url, params, content, headers,
-                                               breaker, operation=operation)
-                except AttemptFailed as exc:
-                    span.set_attribute("gateway.upstream.retry_reason", exc.reason)
-                    raise
-                finally:
-                    if ctx.upstream_calls > calls and ctx.upstream_status is not None:
-                        span.set_attribute("http.response.status_code", ctx.upstream_status)
+        if ctx.trace is not None:  # each attempt in a span of its own, its traceparent sent
+            attempt = traced_attempts(ctx, method, operation, extra_headers, lambda headers: (
+                self._attempt(ctx, method, url, params, content, headers, breaker,
+                              operation=operation)))
 
         async def recovered() -> UpstreamResponse | None:
             assert recover is not None
