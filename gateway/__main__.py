@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from gateway.config import ConfigError, check_settings, load_settings, parse_listen
@@ -50,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gateway.app import serve
     from gateway.log import configure_logging
+    from gateway.loop import run
 
     try:
         settings = load_settings(args.config)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.logging)
-    asyncio.run(serve(settings))
+    run(serve(settings), settings.server.event_loop)
     return 0
 
 

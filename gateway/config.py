@@ -60,6 +60,10 @@ class ServerSettings:
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
     reflection: bool = True
+    #: "uvloop" (measured faster, docs/benchmarks.md) or "asyncio" (the standard library's loop).
+    event_loop: str = "uvloop"
+    #: REST face's HTTP/1.1 parser: "httptools" (measured faster, docs/benchmarks.md) or "h11".
+    http_parser: str = "httptools"
     #: Proxies (IP addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the HTTP
     #: face believes; empty = none (the client address is the TCP peer's).
     trusted_proxies: tuple[str, ...] = ()

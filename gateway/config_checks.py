@@ -39,6 +39,10 @@ def require_positive(values: dict[str, float], *, allow_zero: bool = False) -> N
             raise ConfigError(f"{key} {rule}")
 
 
+#: server.event_loop's and server.http_parser's values.
+EVENT_LOOPS = ("uvloop", "asyncio")
+HTTP_PARSERS = ("httptools", "h11")
+
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -49,6 +53,10 @@ def check_all(settings: Settings) -> None:
     if settings.server.metrics_listen:
         parse_listen(settings.server.metrics_listen, "server.metrics_listen")
     check_base_urls(settings)
+    if settings.server.event_loop not in EVENT_LOOPS:
+        raise ConfigError("server.event_loop must be 'uvloop' or 'asyncio'")
+    if settings.server.http_parser not in HTTP_PARSERS:
+        raise ConfigError("server.http_parser must be 'httptools' or 'h11'")
     if settings.upstream.transport not in {"aiohttp", "httpx"}:
         raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
     for name in settings.upstream.allowed_extra_headers:

@@ -58,6 +58,15 @@ FORWARDED = frozenset(
      "retry-after", "retry-after-ms", "x-should-retry"}
 )
 
+#: Sent on every upstream request (before the request's own headers).
+USER_AGENT = "messages-gateway/0.1"
+UPSTREAM_BASE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("accept", "application/json"),
+    # What httpx's ``Response.aiter_bytes`` decodes without optional packages.
+    ("accept-encoding", "gzip, deflate"),
+    ("user-agent", USER_AGENT),
+)
+
 #: Headers a consumer may never set on the upstream request, whatever the configuration says.
 FORBIDDEN_EXTRA = frozenset(
     {"authorization", "openai-organization", "openai-project", "host", "openai-beta",

@@ -113,7 +113,7 @@ UPSTREAM_KEY_MISSING = Gauge("gateway_upstream_key_missing",
                              "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY)
 HTTP_CONNECTIONS_CLOSED = Counter("gateway_http_connections_closed_total",
                                   "HTTP connections closed by a bound, by reason (header_timeout, "
-                                  "body_timeout, evicted, connection_limit).", ("reason",),
+                                  "body_timeout, evicted, connection_limit, headers_too_large).", ("reason",),
                                   registry=REGISTRY)
 HTTP_REQUESTS_REFUSED = Counter("gateway_http_requests_refused_total",
                                 "HTTP requests refused at the concurrent request limit.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,8 +13,17 @@ from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.config import Settings, ServerSettings, UpstreamSettings
 from gateway.emulator.server import EmulatorServer
+from gateway.loop import LOOP_FACTORIES
 
 EMULATOR_KEY = "sk-emulator-test-key"
+
+#: The loop every async test (and the gateway it starts in-process) runs on: the server's default,
+#: or GATEWAY_TEST_EVENT_LOOP (``asyncio`` / ``uvloop``).
+TEST_EVENT_LOOP = os.environ.get("GATEWAY_TEST_EVENT_LOOP") or ServerSettings().event_loop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    return {TEST_EVENT_LOOP: LOOP_FACTORIES[TEST_EVENT_LOOP]}
 
 
 @pytest.fixture

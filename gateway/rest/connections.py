@@ -1,6 +1,6 @@
 """Bounds on the HTTP face's connections and requests (slowloris and friends).
 
-uvicorn (h11) never timed out a connection that had not sent a complete request, and its
+uvicorn (h11 or httptools) never timed out a connection that had not sent a complete request, and its
 ``limit_concurrency`` counted connections: 1,000 idle or half-open sockets turned every REST call
 into a plain-text 503. Here:
 
@@ -15,6 +15,9 @@ into a plain-text 503. Here:
   beyond that makes room by closing the connection that has waited longest for its request's
   headers (a real client sends them at once, so the oldest waiter is the likeliest attacker); if
   every connection is busy with a request, the new one is closed instead.
+* **Header size.** A request's headers may take at most 16 KiB (``MAX_HEADER_BYTES``, h11's own
+  bound; httptools has none, and would buffer an endless header line until the header timeout).
+  Past it: 431 with the OpenAI error body, and the connection closes.
 * **Requests.** ``server.max_concurrent_rpcs`` counts requests being served, not connections;
   beyond it the answer is the OpenAI error body, 429 ``gateway_concurrency_limit`` with
   ``retry-after: 1`` (the SDK backs off and retries), as the gRPC face's RESOURCE_EXHAUSTED.
@@ -26,6 +29,7 @@ and writes an ``http_connection_closed`` line (at most 20 a second).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
 from typing import Any
@@ -34,6 +38,7 @@ import structlog
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway import metrics
 from gateway.errors import ResourceExhausted
@@ -42,6 +47,21 @@ from gateway.rest.errors import error_envelope, error_headers
 log = structlog.get_logger("gateway.rest")
 
 MAX_LINES_PER_SECOND = 20
+#: Bytes of one request's headers (h11's own bound; httptools has none).
+MAX_HEADER_BYTES = 16 * 1024
+
+
+def _headers_too_large() -> bytes:
+    body = json.dumps({"error": {
+        "message": f"the request's headers are larger than {MAX_HEADER_BYTES} bytes",
+        "type": "invalid_request_error", "param": None, "code": "request_headers_too_large",
+    }}).encode()
+    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+            + body)
+
+
+HEADERS_TOO_LARGE = _headers_too_large()
 
 
 class ConnectionGuard:
@@ -52,13 +72,13 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
-        self.open: set[GuardedH11Protocol] = set()
+        self.open: set[GuardedProtocol] = set()
         #: Connections waiting for a request's headers, oldest first.
-        self.waiting: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
+        self.waiting: OrderedDict[GuardedProtocol, None] = OrderedDict()
         self._second = 0
         self._lines = 0
 
-    def closed_by_bound(self, conn: GuardedH11Protocol, reason: str) -> None:
+    def closed_by_bound(self, conn: GuardedProtocol, reason: str) -> None:
         metrics.HTTP_CONNECTIONS_CLOSED.labels(reason).inc()
         second = int(time.monotonic())
         if second != self._second:
@@ -70,17 +90,24 @@ class ConnectionGuard:
                         peer=f"{client[0]}:{client[1]}" if client else None)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the bounds above (``guard`` is set on a subclass per
-    server, see ``guarded_protocol``)."""
+class GuardedProtocol(asyncio.Protocol):
+    """The bounds above, mixed into one of uvicorn's HTTP/1.1 protocols (``guard`` is set on a
+    subclass per server, see ``guarded_protocol``). Both keep the request being served in
+    ``cycle``; httptools also queues pipelined requests in ``pipeline``."""
 
     guard: ConnectionGuard
+    cycle: Any
+    client: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._seen_cycle: object | None = None
+        #: Bytes of the awaited request's headers received so far.
+        self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -104,6 +131,12 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._header_timer is not None:  # waiting for a request's headers
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse_headers()
+                return
         super().data_received(data)
         cycle = self.cycle
         if cycle is not None and cycle is not self._seen_cycle:
@@ -122,14 +155,27 @@ class GuardedH11Protocol(H11Protocol):
             self._close("body_timeout")  # the app sees a disconnect; its request slot frees
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # may start a pipelined request at once
+        # httptools: a pipelined request whose headers were seen starts now.
+        pipelined = bool(getattr(self, "pipeline", None))
+        super().on_response_complete()  # type: ignore[misc]  # may start a pipelined request
+        if pipelined:
+            return
         if self.cycle is not self._seen_cycle:
             self._seen_cycle = self.cycle
         elif not self.transport.is_closing():
             self._wait_for_request()  # keep-alive: the next request's headers are due too
 
+    def _refuse_headers(self) -> None:
+        """431 with the OpenAI error body, then close: the headers are past the bound."""
+        self._stop_waiting()
+        if self.transport.is_closing():
+            return
+        self.transport.write(HEADERS_TOO_LARGE)
+        self._close("headers_too_large")
+
     def _wait_for_request(self) -> None:
         self._stop_waiting()
+        self._header_bytes = 0
         self.guard.waiting[self] = None
         self._header_timer = self.loop.call_later(self.guard.header_timeout, self._close,
                                                   "header_timeout")
@@ -149,8 +195,13 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:
-    return type("GatewayH11Protocol", (GuardedH11Protocol,), {"guard": guard})
+#: ``server.http_parser`` value → uvicorn's protocol using that parser.
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {"httptools": HttpToolsProtocol, "h11": H11Protocol}
+
+
+def guarded_protocol(guard: ConnectionGuard, parser: str) -> type[GuardedProtocol]:
+    return type(f"Gateway{PROTOCOLS[parser].__name__}", (GuardedProtocol, PROTOCOLS[parser]),
+                {"guard": guard})
 
 
 class RequestLimit:

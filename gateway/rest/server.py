@@ -43,7 +43,7 @@ class HttpServer:
             # Requests are limited by the gateway, not by uvicorn's limit_concurrency, which
             # counted idle connections and answered a plain-text 503.
             RequestLimit(app, settings.max_concurrent_rpcs),
-            http=guarded_protocol(self.guard),
+            http=guarded_protocol(self.guard, settings.http_parser),
             timeout_keep_alive=settings.http_keepalive_seconds,
             lifespan="off",
             log_config=None,  # keep the gateway's structlog set-up

@@ -1,8 +1,9 @@
 """The one upstream HTTP client: builds safe URLs, bounds every exchange, maps failures.
 
-One ``httpx.AsyncClient`` per process, opened at start-up and closed at shutdown. httpx is the
-interface (its types and ``MockTransport`` serve the tests); the transport under it is aiohttp's by
-default because it measured several times faster at concurrency (docs/benchmarks.md).
+One sender per process (``gateway.upstream.http.UpstreamHTTP``), opened at start-up and closed
+at shutdown. httpx is the interface (its ``Request``/``Response`` types and ``MockTransport``
+serve the tests); the transport under it is the gateway's own over aiohttp by default, because it
+measured cheapest per request (docs/benchmarks.md).
 
 Every exchange, body included, runs inside ``asyncio.timeout(remaining deadline)``: httpx's own
 read timeout applies per chunk, so a slowly dripping body would otherwise never time out.
@@ -11,6 +12,7 @@ read timeout applies per chunk, so a slowly dripping body would otherwise never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,7 +42,7 @@ from gateway.errors import (
 from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
-from gateway.upstream.http import build_http_client, build_transport
+from gateway.upstream.http import UpstreamHTTP, build_transport
 from gateway.upstream.retry import (
     AttemptFailed,
     RetryBudget,
@@ -116,7 +118,7 @@ class UpstreamClient:
         *,
         default_timeout: float = 60.0,
         reliability: ReliabilitySettings | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: UpstreamHTTP | None = None,
         admission: Admission | None = None,
     ) -> None:
         """``http``: a client shared with other profiles' clients (the caller closes it); the
@@ -136,7 +138,7 @@ class UpstreamClient:
         self._origin = f"{base.scheme}://{base.netloc}"
         self._base_path = base.path
         self._owns_http = http is None
-        self._http = http or build_http_client(settings, transport)
+        self._http = http or UpstreamHTTP(settings, transport)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -221,8 +223,8 @@ class UpstreamClient:
         if content is not None:
             headers["content-type"] = "application/json"
         request = self._http.build_request(
-            method, url, params=params, content=content, headers=headers,
-            timeout=httpx.Timeout(limit, connect=min(self.settings.connect_timeout_seconds, limit)),
+            method, url, params=params, content=content, headers=headers, timeout=limit,
+            connect_timeout=min(self.settings.connect_timeout_seconds, limit),
         )
         with breaker.attempt() as verdict:
             async with self.admission.slot(left):
@@ -246,8 +248,9 @@ class UpstreamClient:
                         retryable=True, sent=not never_sent(exc), reason="connection",
                     ) from exc
                 finally:
-                    metrics.UPSTREAM_REQUESTS.labels(operation, outcome).inc()
-                    metrics.UPSTREAM_LATENCY.labels(operation).observe(time.monotonic() - started)
+                    requests, latency = _upstream_series(operation, outcome)
+                    requests.inc()
+                    latency.observe(time.monotonic() - started)
             ctx.record_upstream(status, resp_headers)
             if status >= 500 or status == 408:
                 verdict.failure()
@@ -293,7 +296,7 @@ class UpstreamClient:
         return headers
 
     async def _exchange(self, request: httpx.Request) -> tuple[int, bytes, dict[str, str]]:
-        response = await self._http.send(request, stream=True)
+        response = await self._http.send(request)
         try:
             cap = self.settings.max_body_bytes
             declared = response.headers.get("content-length")
@@ -360,6 +363,12 @@ def route_label(method: str, segments: Sequence[str]) -> str:
     Segments alternate collection name / id, so every odd segment is replaced by its parameter
     name and the label set stays bounded whatever ids consumers send.
     """
+    return _route_label(method, tuple(segments[::2]), len(segments))
+
+
+@functools.lru_cache(maxsize=256)
+def _route_label(method: str, collections: tuple[str, ...], length: int) -> str:
+    segments = [s for c in collections for s in (c, "")][:length]
     parts = [
         s if i % 2 == 0 else _ROUTE_PARAMS.get(segments[i - 1], "{id}")
         for i, s in enumerate(segments)
@@ -367,9 +376,18 @@ def route_label(method: str, segments: Sequence[str]) -> str:
     return f"{method} /" + "/".join(parts)
 
 
+@functools.lru_cache(maxsize=1024)
+def _upstream_series(operation: str, outcome: str) -> tuple[Any, Any]:
+    """The metric children of one (route, outcome): ``labels()`` takes a lock on every call
+    otherwise. Bounded: routes come from the code, outcomes are HTTP statuses or ``error``."""
+    return (metrics.UPSTREAM_REQUESTS.labels(operation, outcome),
+            metrics.UPSTREAM_LATENCY.labels(operation))
+
+
 def is_real_timeout(exc: httpx.TimeoutException) -> bool:
-    """Whether a timeout is one. httpx-aiohttp maps every aiohttp connection error (refused,
-    reset, server disconnected) to ``httpx.ConnectTimeout``; its cause tells the truth."""
+    """Whether a timeout is one: the transport's timeout exceptions are, unless their cause is a
+    connection error that is not a timeout (any other httpx transport may map errors its own
+    way); the cause tells the truth."""
     cause = exc.__cause__
     return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, asyncio.TimeoutError)
 

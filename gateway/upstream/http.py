@@ -1,22 +1,28 @@
-"""The process's HTTP client for the upstream: transport, pool limits, and no cookies.
+"""The process's HTTP sender for the upstream: one transport, its pool limits, no state.
 
-One client serves every consumer and profile, so it keeps no state of anyone's: no cookie jar
-(neither httpx's nor aiohttp's session jar), no redirects, no proxies or credentials from the
-environment. The credentials go on each request, never on the client.
+One sender serves every consumer and profile, so it keeps no state of anyone's: no cookie jar,
+no redirects, no proxies or credentials from the environment. The credentials go on each
+request, never on the sender.
+
+The interface is httpx's: requests are ``httpx.Request`` objects handed straight to an httpx
+transport (``handle_async_request``), and answers are ``httpx.Response`` objects; any httpx
+transport fits, ``httpx.MockTransport`` in the tests. ``httpx.AsyncClient.send`` is not in the
+path: its auth flow, redirect loop, cookie jar, event hooks and per-request timeout merging are
+machinery the gateway never uses, and cost ~0.15 ms of CPU per request on the bench machine
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from http.cookiejar import CookieJar
-from typing import Any
+from collections.abc import Mapping
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from gateway.config import UpstreamSettings
+from gateway.headers import UPSTREAM_BASE_HEADERS
+from gateway.upstream.transport import AiohttpTransport
 
-__all__ = ["build_http_client", "build_transport"]
+__all__ = ["UpstreamHTTP", "build_transport"]
 
 
 def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
@@ -26,46 +32,40 @@ def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
         keepalive_expiry=settings.keepalive_expiry_seconds,
     )
     if settings.transport == "aiohttp":
-        transport = AiohttpTransport(limits=limits, trust_env=False)
-
-        def session() -> aiohttp.ClientSession:
-            # The transport's own session, but without aiohttp's cookie jar (built lazily, in
-            # the running loop, as the transport would).
-            connector = aiohttp.TCPConnector(keepalive_timeout=limits.keepalive_expiry,
-                                             ssl=transport.ssl_context,
-                                             limit=limits.max_connections or 0)
-            return aiohttp.ClientSession(connector=connector,
-                                         cookie_jar=aiohttp.DummyCookieJar())
-
-        transport.client = session
-        return transport
+        return AiohttpTransport(limits)
     return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 
-class _NoCookies(CookieJar):
-    """A jar that never keeps or sends a cookie. One client serves every consumer and profile:
-    a cookie one upstream answer set (Cloudflare's ``__cf_bm``, ``_cfuvid``) would otherwise go
-    back on everyone's later requests. It also skips the jar's parsing of each answer."""
+class UpstreamHTTP:
+    """Builds upstream requests and sends them on one transport."""
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
+    def __init__(
+        self, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.transport = transport or build_transport(settings)
 
-    def set_cookie(self, cookie: Any) -> None:
-        return None
+    @staticmethod
+    def build_request(
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        timeout: float,
+        connect_timeout: float,
+    ) -> httpx.Request:
+        merged = dict(UPSTREAM_BASE_HEADERS)
+        merged.update(headers)
+        return httpx.Request(
+            method, url, params=params, content=content, headers=merged,
+            extensions={"timeout": {"connect": connect_timeout, "read": timeout,
+                                    "write": timeout, "pool": timeout}},
+        )
 
-    def add_cookie_header(self, request: Any) -> None:
-        return None
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """The answer with its body unread: the caller reads it and always closes it."""
+        return await self.transport.handle_async_request(request)
 
-
-def build_http_client(
-    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The process's httpx client: no redirects, no proxies from the environment, no auth, no
-    cookies (neither httpx's jar nor aiohttp's)."""
-    return httpx.AsyncClient(
-        transport=transport or build_transport(settings),
-        follow_redirects=False,
-        trust_env=False,
-        cookies=_NoCookies(),
-        headers={"user-agent": "messages-gateway/0.1"},
-    )
+    async def aclose(self) -> None:
+        await self.transport.aclose()

@@ -22,7 +22,8 @@ from gateway.context import CallContext
 from gateway.config import ProfileSettings, Settings, UpstreamSettings
 from gateway.errors import Internal, Unavailable
 from gateway.upstream.admission import Admission
-from gateway.upstream.client import UpstreamClient, UpstreamResponse, build_http_client
+from gateway.upstream.client import UpstreamClient, UpstreamResponse
+from gateway.upstream.http import UpstreamHTTP
 
 DEFAULT_PROFILE = "default"
 
@@ -61,7 +62,7 @@ class UpstreamPool:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings.upstream
-        self._http = build_http_client(settings.upstream, transport)
+        self._http = UpstreamHTTP(settings.upstream, transport)
         r = settings.reliability
         self.admission = Admission(r.max_upstream_concurrency, r.admission_wait_seconds)
         self.clients: dict[str, UpstreamClient] = {

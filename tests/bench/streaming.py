@@ -41,7 +41,7 @@ from aiohttp import web
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import UpstreamSettings
-from gateway.upstream.client import build_transport
+from gateway.upstream.http import build_transport
 from tests.bench.common import child_env, free_port, python_args, start_process, wait_http
 from tests.bench.gateway_unary import wait_serving
 

@@ -38,7 +38,7 @@ import aiohttp
 import httpx
 
 from gateway.config import UpstreamSettings
-from gateway.upstream.client import build_transport
+from gateway.upstream.http import build_transport
 from tests.bench.common import (
     ROOT,
     Call,
