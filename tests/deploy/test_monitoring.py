@@ -1,4 +1,6 @@
-"""deploy/monitoring/: the alert rules pass ``promtool check rules``, and a real Prometheus
+"""deploy/monitoring/: the alert rules pass ``promtool check rules`` and ``promtool test rules``
+(each alert fires under its condition, with its labels and annotations, and not on healthy or
+consumer-caused traffic), and a real Prometheus
 (Debian's ``prometheus``; ``.ci/run`` installs it) on loopback, scraping a gateway and the
 emulator under a short bounded load every second, loads the rules and answers every dashboard
 query with data. Faults are part of the load (upstream 500s and 503s, a rate-limited consumer, a
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -215,3 +218,72 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     finally:
         await gw.stop(grace=0.5)
     assert time.monotonic() - started < 60
+
+
+#: promtool unit tests: each alert fires under its condition (and not on healthy traffic).
+#: Counters rise per minute; `interval: 1m`.
+ALERT_CASES: list[dict[str, Any]] = [
+    {"series": {'gateway_calls_total{code="OK"}': "0+60x30",
+                'gateway_calls_total{code="UNAVAILABLE"}': "0+10x30"},
+     "alert": "GatewayErrorRatioHigh", "at": "15m", "labels": [{"severity": "page"}],
+     "value": "14.29%"},
+    {"series": {'gateway_calls_total{code="OK"}': "0+60x30",
+                'gateway_calls_total{code="NOT_FOUND"}': "0+60x30"},  # the consumer's fault
+     "alert": "GatewayErrorRatioHigh", "at": "15m", "labels": []},
+    {"series": {'gateway_circuit_open{profile="default"}': "1x10"},
+     "alert": "GatewayUpstreamCircuitOpen", "at": "5m",
+     "labels": [{"severity": "page", "profile": "default"}]},
+    {"series": {f'gateway_call_duration_seconds_bucket{{method="GetMessage",le="{le}"}}': v
+                for le, v in (("1.0", "0x30"), ("2.5", "0x30"), ("5.0", "0+10x30"),
+                              ("+Inf", "0+10x30"))},
+     "alert": "GatewayLatencyP99High", "at": "20m", "labels": [{"severity": "warn"}],
+     "value": "4.975s"},
+    {"series": {f'gateway_call_duration_seconds_bucket{{method="StreamMessages",le="{le}"}}': v
+                for le, v in (("1.0", "0x30"), ("5.0", "0+10x30"), ("+Inf", "0+10x30"))},
+     "alert": "GatewayLatencyP99High", "at": "20m", "labels": []},  # streams are long
+    {"series": {'gateway_rate_limited_total{consumer="svc-a",limit="rate",profile="default"}':
+                "0+20x30",
+                'gateway_calls_total{consumer="svc-a",code="RESOURCE_EXHAUSTED"}': "0+20x30",
+                'gateway_calls_total{consumer="svc-a",code="OK"}': "0+80x30"},
+     "alert": "GatewayRateLimitSaturation", "at": "20m",
+     "labels": [{"severity": "warn", "consumer": "svc-a"}]},
+    {"series": {"gateway_credentials_reload_errors_total": "0 0 1 1 1 1 1 1"},
+     "alert": "GatewayCredentialsReloadErrors", "at": "5m", "labels": [{"severity": "warn"}]},
+    {"series": {'gateway_upstream_key_missing{profile="eu"}': "1x10"},
+     "alert": "GatewayNoUpstreamKey", "at": "5m",
+     "labels": [{"severity": "page", "profile": "eu"}]},
+]
+
+
+def _render(template: str, labels: dict[str, str], value: str) -> str:
+    """The annotation as Prometheus renders it: ``$labels.X`` from the labels, ``$value`` (with
+    its humanize function) as the case states it."""
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], template)
+    return re.sub(r"\{\{ \$value[^}]*\}\}", value, text)
+
+
+def test_each_alert_fires_under_its_condition_only(tmp_path: Path) -> None:
+    promtool = _binary("promtool")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule_groups()))
+    annotations = {r["alert"]: r["annotations"] for g in rule_groups()["groups"]
+                   for r in g["rules"]}
+    tests = []
+    for case in ALERT_CASES:
+        expected = []
+        for labels in case["labels"]:
+            expected.append({"exp_labels": labels, "exp_annotations": {
+                k: _render(v, labels, case.get("value", "")) for k, v in
+                annotations[case["alert"]].items()}})
+        tests.append({"interval": "1m",
+                      "input_series": [{"series": s, "values": v}
+                                       for s, v in case["series"].items()],
+                      "alert_rule_test": [{"eval_time": case["at"], "alertname": case["alert"],
+                                           "exp_alerts": expected}]})
+    unit = tmp_path / "rules_test.yaml"
+    unit.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m",
+                                    "tests": tests}))
+    result = subprocess.run([promtool, "test", "rules", str(unit)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {c["alert"] for c in ALERT_CASES} == set(annotations)
