@@ -125,7 +125,7 @@ def test_secret_is_mounted_as_a_directory_where_the_config_reads_the_key(setting
     assert secret["stringData"][posixpath.basename(key_file)] == ""  # no key committed
     config_volume = next(n for n, v in volumes.items() if "configMap" in v)
     assert volumes[config_volume]["configMap"]["name"] == "messages-gateway-config"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert posixpath.dirname(env["GATEWAY_CONFIG"]) == mounts[config_volume]["mountPath"]
 
 
@@ -243,3 +243,18 @@ def test_the_private_upstream_example_opens_one_destination_for_the_gateway_pods
     (rule,) = policy["spec"]["egress"]
     (target,) = rule["to"]
     assert target["ipBlock"]["cidr"].endswith("/32")
+
+
+def test_the_pods_resource_attributes_pass_the_gateways_validation(pod, tmp_path) -> None:
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    template = env["OTEL_RESOURCE_ATTRIBUTES"]["value"]
+    for name in re.findall(r"\$\((\w+)\)", template):  # the kubelet's $(VAR) expansion
+        assert env[name]["valueFrom"]["fieldRef"]["fieldPath"].startswith("metadata.")
+        template = template.replace(f"$({name})", "gw-7d9f-abcde")
+    toml = one("ConfigMap", "messages-gateway-config")["data"]["gateway.toml"]
+    (tmp_path / "gateway.toml").write_text(toml, encoding="utf-8")
+    settings = load_settings(tmp_path / "gateway.toml",
+                             environ={"OTEL_RESOURCE_ATTRIBUTES": template})
+    assert "k8s.pod.name=gw-7d9f-abcde" in settings.tracing.resource_attributes
+    assert settings.tracing.enabled is False  # until a collector is there
