@@ -9,7 +9,7 @@ consumer *name* from the credentials store (chosen by the operator), one of at m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -34,11 +34,24 @@ OTHER = "other"
 _labelled: frozenset[str] = frozenset()
 
 
+_on_change: list[Callable[[], None]] = []
+
+
 def set_consumer_names(names: Iterable[str]) -> None:
     """The store's consumer names (at each load): the first ``CONSUMER_LABEL_CAP`` in sorted
     order get a label of their own, so the choice is the same on every replica."""
     global _labelled
-    _labelled = frozenset(sorted(names)[:CONSUMER_LABEL_CAP])
+    labelled = frozenset(sorted(names)[:CONSUMER_LABEL_CAP])
+    if labelled != _labelled:
+        _labelled = labelled
+        for hook in _on_change:
+            hook()
+
+
+def on_consumer_names_change(hook: Callable[[], None]) -> None:
+    """Call ``hook`` when the labelled names change: a cache of metric children keyed by
+    consumer name clears itself, so the hot path never maps a name to its label."""
+    _on_change.append(hook)
 
 
 def consumer_label(consumer: str | None) -> str:

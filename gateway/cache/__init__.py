@@ -100,8 +100,7 @@ class ResponseCache:
         _event_counter(self.backend_name, event).inc()
 
     def _looked_up(self, call: CallContext, outcome: str) -> None:
-        _lookup_counter(self.backend_name, outcome, consumer_label(call.consumer),
-                        call.tenant).inc()
+        _lookup_counter(self.backend_name, outcome, call.consumer, call.tenant).inc()
 
     @staticmethod
     def _mark(call: CallContext, outcome: str, age: float = 0.0, span: Any = None) -> None:
@@ -225,8 +224,12 @@ class ResponseCache:
 
 
 @functools.cache
-def _lookup_counter(backend: str, outcome: str, consumer: str, profile: str) -> Any:
-    return metrics.CACHE_LOOKUPS.labels(backend, outcome, consumer, profile)
+def _lookup_counter(backend: str, outcome: str, consumer: str | None, profile: str) -> Any:
+    """Cleared when the labelled consumer names change (``metrics.on_consumer_names_change``)."""
+    return metrics.CACHE_LOOKUPS.labels(backend, outcome, consumer_label(consumer), profile)
+
+
+metrics.on_consumer_names_change(_lookup_counter.cache_clear)
 
 
 @functools.cache

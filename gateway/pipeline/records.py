@@ -34,8 +34,7 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
            items: int | None = None, pages: int | None = None) -> None:
     """Count and log the call's outcome (``code``: a gRPC status code name)."""
     duration = time.monotonic() - ctx.started
-    calls, latency = _series(ctx.face, ctx.method, code, metrics.consumer_label(ctx.consumer),
-                             ctx.tenant)
+    calls, latency = _series(ctx.face, ctx.method, code, ctx.consumer, ctx.tenant)
     calls.inc()
     latency.observe(duration)
     if items is not None:
@@ -126,12 +125,17 @@ def _ids(ctx: CallContext, response: Any) -> tuple[str | None, str | None]:
 
 
 @functools.cache
-def _series(face: str, method: str, code: str, consumer: str, profile: str) -> tuple[Any, Any]:
+def _series(face: str, method: str, code: str, consumer: str | None,
+            profile: str) -> tuple[Any, Any]:
     """The metric children of one (face, method, code, consumer, profile): ``labels()`` takes a
     lock on every call otherwise. Bounded: faces and methods come from the code, codes from
-    grpc, consumers from ``metrics.consumer_label``, profiles from the configuration."""
-    return (metrics.CALLS.labels(face, method, code, consumer, profile),
+    grpc, consumers from the store (labelled by ``metrics.consumer_label``; cleared when the
+    labelled names change), profiles from the configuration."""
+    return (metrics.CALLS.labels(face, method, code, metrics.consumer_label(consumer), profile),
             metrics.CALL_LATENCY.labels(face, method))
+
+
+metrics.on_consumer_names_change(_series.cache_clear)
 
 
 @functools.cache
