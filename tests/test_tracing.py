@@ -215,3 +215,40 @@ def test_enabled_without_the_exporter_installed_is_refused(
                         None)
     with pytest.raises(ConfigError, match="otlp"):
         build_tracing(TracingSettings(enabled=True))
+
+
+async def test_an_allow_listed_traceparent_is_replaced_by_the_attempts_own(
+        emulator: EmulatorServer) -> None:
+    """With tracing on the upstream sees the gateway's span as the parent, never the consumer's
+    value passed through (which would skip the gateway in the trace)."""
+    from tests.conftest import gateway_settings
+
+    settings = gateway_settings(emulator, allowed_extra_headers=("traceparent",))
+    exporter = InMemorySpanExporter()
+    gw = await start_gateway(settings, span_exporter=exporter)
+    try:
+        thread_id = str(emulator.store.create_thread()["id"])
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
+            await pb_grpc.MessagesServiceStub(channel).ListMessages(
+                pb.ListMessagesRequest(thread_id=thread_id),
+                metadata=(("traceparent", TRACEPARENT),))
+    finally:
+        await gw.stop(grace=0.5)
+    [attempt] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    [sent] = [e.headers for e in emulator.log.entries if e.operation == "listMessages"]
+    assert sent["traceparent"] == f"00-{TRACE_ID}-{_hex(attempt.context.span_id)}-01"
+
+
+def test_a_consumer_that_does_not_sample_is_followed() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = build_tracing(TracingSettings(enabled=True, sampling_ratio=1.0), exporter)
+    assert tracing is not None
+    ctx = open_call("GetMessage", "grpc", (("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-00"),),
+                    peer="p", default_timeout=1.0)
+    trace = tracing.start_call(ctx)
+    child = trace.start("upstream GET /x")
+    assert trace.upstream_headers(child)["traceparent"].startswith(f"00-{TRACE_ID}-")
+    assert int(trace.upstream_headers(child)["traceparent"][-2:], 16) & 1 == 0
+    child.end()
+    trace.finish("OK", 200, {})
+    assert exporter.get_finished_spans() == ()
