@@ -17,7 +17,7 @@ from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
-from gateway.metrics_server import MetricsServer
+from gateway.metrics_server import MetricsServer, Readiness
 from gateway.operations.idempotency import IdempotencyStore
 from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
@@ -174,7 +174,7 @@ async def start_gateway(settings: Settings, *,
             await upstream.aclose()
             raise
     listen = settings.server.metrics_listen
-    metrics = MetricsServer(listen) if listen else None
+    metrics = MetricsServer(listen, readiness(key_watch, grpc_server)) if listen else None
     log.info("gateway_started", grpc_port=port, http_port=http_port or None,
              metrics_port=metrics.port if metrics else None,
              upstream=settings.upstream.base_url, auth=settings.auth.enabled,
@@ -183,6 +183,20 @@ async def start_gateway(settings: Settings, *,
              tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
                    http_port, authenticator, reloader, metrics, key_watch, tracing)
+
+
+def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness:
+    """Why the consumer service is NOT_SERVING, for the metrics port's ``/readyz`` (read from
+    its thread: one attribute read each, no lock needed)."""
+
+    def reasons() -> list[dict[str, str]]:
+        found = [{"reason": reason, "profile": profile}
+                 for profile, reason in sorted(key_watch.problems.items())]
+        if grpc_server.draining:
+            found.append({"reason": "draining"})
+        return found
+
+    return reasons
 
 
 async def serve(settings: Settings) -> None:

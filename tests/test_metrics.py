@@ -215,3 +215,38 @@ def test_every_series_is_documented_in_docs_metrics_md() -> None:
         names.add(name)
     undocumented = sorted(n for n in names if f"`{n}`" not in doc)
     assert undocumented == []
+
+
+async def test_readyz_says_why_the_gateway_is_not_ready(emulator, tmp_path, monkeypatch) -> None:
+    """gRPC health has no reason field: the metrics port's /readyz names it (profile and reason,
+    never the path or a key)."""
+    import asyncio
+
+    from gateway.upstream import startup
+
+    monkeypatch.setattr(startup, "KEY_RECHECK_SECONDS", 0.1)
+    key_file = tmp_path / "api-key"
+    key_file.write_bytes(b"\xff\xfe")  # unreadable: not UTF-8
+    settings = gateway_settings(emulator).replace("server", metrics_listen="127.0.0.1:0")
+    settings = settings.replace("upstream", api_key="", api_key_file=str(key_file))
+    gw = await start_gateway(settings)
+    try:
+        assert gw.metrics is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.metrics.port}") as http:
+            response = await http.get("/readyz")
+            assert response.status_code == 503
+            assert response.json() == {"ready": False, "reasons": [
+                {"reason": "upstream_key_file_unreadable", "profile": "default"}]}
+            assert str(key_file) not in response.text
+            assert "gateway_upstream_key_missing" in (await http.get("/metrics")).text
+            key_file.write_text(EMULATOR_KEY)
+            for _ in range(60):
+                response = await http.get("/readyz")
+                if response.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert response.json() == {"ready": True, "reasons": []}
+            await gw.grpc.not_serving()
+            assert (await http.get("/readyz")).json()["reasons"] == [{"reason": "draining"}]
+    finally:
+        await gw.stop(grace=0.5)

@@ -71,18 +71,19 @@ class UpstreamKeyWatch:
         self._on_missing = on_missing
         self._task: asyncio.Task[None] | None = None
         self.missing: list[str] = []
-        #: Why each profile of ``missing`` has no key (``key_problem``).
+        #: Why each profile without a key has none (``key_problem``); empty once all have one.
         self.problems: dict[str, str] = {}
 
     def _check(self) -> list[str]:
         missing = []
-        self.problems = {}
+        problems = {}
         for name, settings in self._profiles.items():
             problem = key_problem(settings)
             metrics.UPSTREAM_KEY_MISSING.labels(name).set(0 if problem is None else 1)
             if problem is not None:
                 missing.append(name)
-                self.problems[name] = problem
+                problems[name] = problem
+        self.problems = problems  # one assignment: the metrics thread reads it (readiness)
         if self._on_missing is not None:
             self._on_missing(frozenset(missing))
         return missing
