@@ -287,3 +287,21 @@ def test_each_alert_fires_under_its_condition_only(tmp_path: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {c["alert"] for c in ALERT_CASES} == set(annotations)
+
+
+def test_the_dashboard_is_importable_as_it_is() -> None:
+    """Unique panel ids and refIds, every query on the one datasource variable, and the panels
+    the issue names."""
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
+    for panel in panels:
+        refs = [t["refId"] for t in panel.get("targets", ())]
+        assert len(set(refs)) == len(refs)
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}" and refs
+    titles = " | ".join(p["title"] for p in panels).lower()
+    for wanted in ("calls per second", "by code", "by consumer", "latency quantiles",
+                   "cache hit ratio", "upstream", "circuit", "limit", "open streams"):
+        assert wanted in titles
