@@ -38,6 +38,7 @@ from gateway.errors import (
     UpstreamErrorInfo,
     error_for_upstream_status,
 )
+from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs, build_transport
@@ -100,8 +101,8 @@ class KeySource:
         self._checked = time.monotonic()
         try:
             self._key = self._settings.resolve_api_key()
-        except OSError:
-            # Keep the last good key: a Secret being swapped is briefly absent.
+        except (OSError, UnicodeDecodeError):
+            # Keep the last good key: a Secret being swapped is briefly absent (or half written).
             log.warning("upstream_key_file_unreadable", path=self._settings.api_key_file)
         return self._key
 
@@ -168,6 +169,11 @@ class UpstreamClient:
         async def attempt() -> UpstreamResponse:
             return await self._attempt(ctx, method, url, content, extra_headers, breaker,
                                        operation=operation)
+
+        if ctx.trace is not None:  # each attempt in a span of its own, its traceparent sent
+            attempt = traced_attempts(ctx, method, operation, extra_headers, lambda headers: (
+                self._attempt(ctx, method, url, params, content, headers, breaker,
+                              operation=operation)))
 
         async def recovered() -> UpstreamResponse | None:
             assert recover is not None
