@@ -11,7 +11,7 @@ from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
 from gateway.config import ConfigError, load_settings
-from gateway.upstream.client import route_label
+from gateway.upstream.outcomes import route_label
 from tests.conftest import EMULATOR_KEY, gateway_settings
 
 
