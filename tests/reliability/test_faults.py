@@ -83,7 +83,10 @@ async def test_fault_503_on_a_stream_page_refetches_the_same_cursor(harness: Har
 
 
 async def test_fault_503_storm_opens_the_circuit_then_a_probe_closes_it(
-        harness: Harness) -> None:
+        make_harness: HarnessFactory) -> None:
+    # Open long enough that the 20 calls below all meet the open circuit on a loaded machine
+    # (with the harness's 0.3 s, a half-open probe could slip in between them).
+    harness = await make_harness(circuit_open_seconds=2.0)
     thread_id = await harness.thread(1)
     message_id = harness.emulator.store.message_ids(thread_id)[0]
     rule = harness.emulator.faults.add("getMessage", "status", status=503)
@@ -100,7 +103,7 @@ async def test_fault_503_storm_opens_the_circuit_then_a_probe_closes_it(
     assert time.monotonic() - started < 0.05
     assert metrics.REGISTRY.get_sample_value("gateway_circuit_open", {"profile": "default"}) == 1
     harness.emulator.faults.remove(rule.id)
-    await asyncio.sleep(0.35)  # circuit_open_seconds in the harness
+    await asyncio.sleep(2.05)  # circuit_open_seconds
     assert (await get(harness, thread_id, message_id)).id == message_id
     assert metrics.REGISTRY.get_sample_value("gateway_circuit_open", {"profile": "default"}) == 0
     await harness.assert_clean()
