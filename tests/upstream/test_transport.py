@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -141,3 +144,56 @@ async def test_a_server_that_closes_before_answering_is_a_read_error(
     async with upstream as base:
         with pytest.raises(httpx.ReadError):
             await _get(transport, base + "/v1/x")
+
+
+@pytest.fixture(scope="module")
+def upstream_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:  # pragma: no cover - a real external condition
+        pytest.skip("the openssl CLI is needed to make test certificates")
+    from tests.rpc.test_tls import _ca, _leaf
+
+    d = tmp_path_factory.mktemp("upstream-certs")
+    _ca(d, "ca")
+    _leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    return d
+
+
+async def _tls_upstream(certs: Path) -> tuple[asyncio.Server, str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs / "server.pem", certs / "server.key")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.write(ok(b'{"tls":true}'))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+    return server, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_https_upstreams_are_verified(upstream_certs: Path) -> None:
+    """The default context verifies the upstream's certificate (an unknown CA is refused before
+    any request is sent); a context trusting the CA gets the answer over TLS."""
+    server, base = await _tls_upstream(upstream_certs)
+    try:
+        default = AiohttpTransport(httpx.Limits(max_connections=2))
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await _get(default, base + "/v1/x")
+        finally:
+            await default.aclose()
+        trusting = AiohttpTransport(httpx.Limits(max_connections=2), ssl.create_default_context(
+            cafile=str(upstream_certs / "ca.pem")))
+        try:
+            response, body = await _get(trusting, base + "/v1/x")
+        finally:
+            await trusting.aclose()
+        assert response.status_code == 200 and body == b'{"tls":true}'
+    finally:
+        server.close()
+        await server.wait_closed()
