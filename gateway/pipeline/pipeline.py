@@ -259,15 +259,36 @@ class Pipeline:
         finally:
             if not fetch.done():
                 fetch.cancel()
-                # wait() raises only when this task itself is cancelled, never for the fetch's
-                # own cancellation: a cancellation aimed at the call is never swallowed here.
-                await asyncio.wait((fetch,))
+                await _until_done(fetch)
         if fetch.cancelled():
             raise _draining_error()
         return fetch.result()
 
 
 _END: Any = object()
+
+#: Rounds _until_done waits through before it gives up on a fetch that ignores cancellation.
+MAX_WAIT_ROUNDS = 10_000
+
+
+async def _until_done(fetch: asyncio.Future[Any]) -> None:
+    """Wait until the cancelled ``fetch`` has ended, even if this task is cancelled meanwhile.
+
+    The walk must not be closed while the fetch still runs inside it ("asynchronous generator
+    is already running": the call became INTERNAL). Starlette's cancel scope cancels the task
+    again on every await while a client is gone, so one ``wait`` is not enough; a cancellation
+    of this task is re-raised once the fetch is done, never swallowed."""
+    cancelled = False
+    for _ in range(MAX_WAIT_ROUNDS):
+        if fetch.done():
+            break
+        try:
+            # wait() raises only when this task is cancelled, never for the fetch's own end.
+            await asyncio.wait((fetch,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 @functools.cache

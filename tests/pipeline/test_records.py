@@ -122,3 +122,34 @@ def test_a_consumer_leaving_the_labelled_names_is_counted_as_other_at_once() -> 
         assert count("svc-label") == 1 and count("other") == 1
     finally:
         metrics.set_consumer_names(())
+
+
+async def test_an_ndjson_client_gone_while_the_next_page_is_fetched_is_cancelled(
+    rest_gateway, emulator: EmulatorServer
+) -> None:
+    """A client that leaves an NDJSON stream while the gateway waits for the next upstream page
+    is a CANCELLED / 499 call line with no error. Starlette's cancel scope cancels the stream's
+    task again while the page fetch is being cancelled; the pipeline stopped waiting for the
+    fetch, the walk was closed while still running ("asynchronous generator is already
+    running"), and the call was INTERNAL with a traceback in 1 to 7 of 8 cut streams."""
+    import asyncio
+
+    thread = emulator.store.create_thread()
+    emulator.store.seed_messages(thread["id"], 30)
+    emulator.faults.set_latency("listMessages", 0.3)
+    cuts = 6
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(cuts):
+            reader, writer = await asyncio.open_connection("127.0.0.1", rest_gateway.http_port)
+            writer.write((f"GET /v1/threads/{thread['id']}/messages:stream?limit=5 HTTP/1.1\r\n"
+                          "Host: x\r\nOpenAI-Beta: assistants=v1\r\n\r\n").encode())
+            await asyncio.wait_for(reader.readuntil(b'"object":"thread.message"'), 5)
+            await asyncio.sleep(0.1)  # the next page is being fetched (0.3 s per page)
+            writer.transport.abort()
+        for _ in range(100):  # bounded: up to 5 s for every line
+            if len([e for e in logs if e["event"] == "call"]) == cuts:
+                break
+            await asyncio.sleep(0.05)
+    lines = [e for e in logs if e["event"] == "call"]
+    assert [(e["code"], e["http_status"]) for e in lines] == [("CANCELLED", 499)] * cuts
+    assert not [e for e in logs if e["event"] == "call_unexpected_error"]
