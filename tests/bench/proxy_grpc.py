@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench import proxy_harness as h
-from tests.bench.common import child_env, free_port, python_args, start_process, wait_http
 from tests.bench.loadgen import grpc_frame
 from tests.bench.static_upstream import MESSAGE, THREAD, start_static_upstream
 
@@ -103,24 +101,6 @@ def create_request(thread: str) -> pb.CreateMessageRequest:
     return pb.CreateMessageRequest(thread_id=thread, role=pb.ROLE_USER, content=CREATE_CONTENT)
 
 
-async def start_emulator_gateway(stack: ExitStack, tmp: Path) -> tuple[h.Gateway, str, str]:
-    """The emulator with one ~1 KB message, and a default-arm gateway in front of it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/v1"
-    emulator = start_process("emulator", python_args(
-        "-m", "gateway", "emulator", "--listen", f"127.0.0.1:{port}"), stack,
-        env=child_env(EMULATOR_API_KEYS=h.UPSTREAM_KEY))
-    await wait_http(f"http://127.0.0.1:{port}/_emulator/health", emulator)
-    headers = {"authorization": f"Bearer {h.UPSTREAM_KEY}", "openai-beta": "assistants=v1"}
-    async with httpx.AsyncClient(headers=headers, trust_env=False, timeout=10) as client:
-        thread = (await client.post(f"{base}/threads", json={})).raise_for_status().json()["id"]
-        message = (await client.post(f"{base}/threads/{thread}/messages", json={
-            "role": "user", "content": "benchmark message " * 50,
-            "metadata": {"source": "bench"}})).raise_for_status().json()["id"]
-    arm, env = next(iter(h.arms().items()))
-    return await h.start_gateway(stack, base, arm, env), thread, message
-
-
 async def run() -> list[dict[str, Any]]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-grpc-")))
@@ -142,17 +122,13 @@ async def run() -> list[dict[str, Any]]:
                                     proc, grpc_probe(f"127.0.0.1:{port}", "GetMessage", get,
                                                      is_message), frames["get"])
 
-        async def nginx_probe() -> int:
-            async with httpx.AsyncClient(trust_env=False) as client:
-                (await client.get(nginx.message_url)).raise_for_status()
-            return 0
-
-        floors[NGINX] = h.Target(NGINX, "http", nginx.message_url, nginx.process, nginx_probe)
+        floors[NGINX] = h.Target(NGINX, "http", nginx.message_url, nginx.process,
+                                 h.http_probe(nginx.message_url))
         per_arm: dict[str, dict[str, h.Target]] = {}
         for arm, env in h.arms().items():
             gw = await h.start_gateway(stack, nginx.base_url, arm, env)
             per_arm[arm] = gateway_targets(gw, frames, lambda c, a=arm: h.arm_label(c, a))
-        emu_gw, emu_thread, emu_message = await start_emulator_gateway(stack, tmp)
+        emu_gw, emu_thread, emu_message = await h.start_emulator_gateway(stack)
         emu_frames = {"get": write_frame(tmp, "emu-get", pb.GetMessageRequest(
             thread_id=emu_thread, message_id=emu_message)), "list": frames["list"],
             "create": frames["create"]}
