@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,18 +193,21 @@ def connections(concurrency: int) -> tuple[int, int]:
     return 4, concurrency // 4
 
 
-def run_h2load(url: str, frame_file: Path, *, concurrency: int, seconds: float | None = None,
-               requests: int | None = None, headers: Mapping[str, str] | None = None) -> GenResult:
-    """POST ``frame_file`` to ``url`` with ``concurrency`` calls in flight, for ``seconds``
-    (timing mode) or ``requests`` calls; exactly one bound must be given."""
+def run_h2load(url: str, frame_file: Path | None, *, concurrency: int,
+               seconds: float | None = None, requests: int | None = None,
+               headers: Mapping[str, str] | None = None) -> GenResult:
+    """gRPC: POST ``frame_file`` to ``url`` with ``concurrency`` calls in flight, for ``seconds``
+    (timing mode) or ``requests`` calls; exactly one bound must be given. Without a frame file:
+    plain HTTP/1.1 GETs (``--h1``, one connection per call in flight)."""
     if (seconds is None) == (requests is None):
         raise ValueError("give seconds or requests")
-    clients, streams = connections(concurrency)
+    clients, streams = connections(concurrency) if frame_file else (concurrency, 1)
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         log = Path(tmp) / "requests.tsv"
         args = [require_tool("h2load"), "-c", str(clients), "-m", str(streams), "-t", "1",
-                "-d", str(frame_file), f"--log-file={log}"]
-        for name, value in {**GRPC_HEADERS, **(headers or {})}.items():
+                f"--log-file={log}"]
+        args += ["-d", str(frame_file)] if frame_file else ["--h1"]
+        for name, value in {**(GRPC_HEADERS if frame_file else {}), **(headers or {})}.items():
             args += ["-H", f"{name}: {value}"]
         if seconds is not None:
             args += ["-D", f"{round(seconds * 1000)}ms"]
@@ -218,7 +222,9 @@ def run_h2load(url: str, frame_file: Path, *, concurrency: int, seconds: float |
     return parse_h2load(done.stdout, durations)
 
 
-#: wrk script: a fixed method, body and headers (creates), or a unique query per request.
+#: wrk scripts: a fixed method, body and headers (creates); a query string never sent before per
+#: request (``NONCE`` is replaced by a fresh value on every run, see :func:`run_wrk`).
+NONCE = "@NONCE@"
 LUA_POST = """
 wrk.method = "POST"
 wrk.body = {body}
@@ -228,7 +234,7 @@ LUA_UNIQUE = """
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, wrk.path .. "{sep}bench_n=" .. n)
+  return wrk.format(nil, wrk.path .. "{sep}bench_n=@NONCE@-" .. n)
 end
 """
 
@@ -249,7 +255,7 @@ def run_wrk(url: str, *, concurrency: int, seconds: float, headers: Mapping[str,
             args += ["-H", f"{name}: {value}"]
         if script:
             path = Path(tmp) / "script.lua"
-            path.write_text(script)
+            path.write_text(script.replace(NONCE, uuid.uuid4().hex[:16]))
             args += ["-s", str(path)]
         done = subprocess.run([*args, url], capture_output=True, text=True,
                               timeout=seconds + GRACE_SECONDS)

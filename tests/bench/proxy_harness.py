@@ -179,7 +179,7 @@ class Target:
     gRPC call (0 for HTTP); ``upstream_per_call`` is checked on a gateway target."""
 
     name: str
-    face: str  # "grpc" (h2load) or "http" (wrk)
+    face: str  # "grpc" (h2load), "http" (wrk) or "h1" (h2load --h1: count-bounded HTTP/1.1 GETs)
     url: str
     proc: ManagedProcess
     probe: Callable[[], Awaitable[int]]
@@ -222,7 +222,7 @@ def _check_gateway(target: Target, before: Mapping[str, float], after: Mapping[s
     cancelled = sum(v for k, v in changed.items() if 'code="CANCELLED"' in k)
     failed = sum(changed.values()) - cancelled
     # wrk does not say how many requests it left in flight: at most one per connection.
-    abandoned = gen.abandoned if target.face == "grpc" else concurrency
+    abandoned = gen.abandoned if target.face != "http" else concurrency
     if failed or cancelled > abandoned + 1:
         raise RuntimeError(f"{target.name}: the gateway failed calls ({abandoned} abandoned "
                            f"by the generator): {changed}")
@@ -263,8 +263,8 @@ async def measure(target: Target, concurrency: int, seconds: float | None = SECO
     before = await target.gateway.counters() if target.gateway else {}
     target.proc.check_alive()
     cpu0 = loadgen.cpu_seconds(target.proc.pid)
-    if target.face == "grpc":
-        assert target.frame is not None
+    if target.face in ("grpc", "h1"):
+        assert (target.frame is not None) == (target.face == "grpc")
         gen = await asyncio.to_thread(loadgen.run_h2load, target.url, target.frame,
                                       concurrency=concurrency, seconds=seconds,
                                       requests=requests, headers=target.headers)

@@ -8,7 +8,8 @@ upstream GET per request on the gateway's httpx client, and on raw aiohttp (refe
 direct. A second gateway on the upstream emulator shows what users see.
 
 Cases: ``GET .../messages/{id}`` miss (``Cache-Control: no-cache``) and hit, ``GET .../messages
-?limit=20`` (``no-cache``), ``POST .../messages`` (a wrk Lua script sends the body). Targets
+?limit=20`` (``no-cache``), a GET with a new query string per request (a wrk Lua script: all
+misses, and the cache fills), ``POST .../messages`` (a wrk Lua script sends the body). Targets
 (issue 20): miss >= 0.85 x the bare Starlette proxy and >= 1,000 req/s at 32 connections;
 throughput at 32 connections >= at 1. ``python -m tests.bench.proxy_rest`` runs it alone.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import proxy_harness as h
-from tests.bench.loadgen import LUA_POST, lua_string
+from tests.bench.loadgen import LUA_POST, LUA_UNIQUE, lua_string
 from tests.bench.static_upstream import MESSAGE, THREAD, start_static_upstream
 
 BENCHMARK = "proxy_rest"
@@ -38,6 +39,7 @@ MISS = "GET message miss (no-cache)"
 HIT = "GET message hit"
 LIST = "GET messages?limit=20 (no-cache)"
 CREATE = "POST message (create)"
+UNIQUE = "GET message, a new query string each (all misses)"
 EMU_MISS = "GET message miss, emulator upstream"
 CREATE_BODY = json.dumps({"role": "user", "content": "a benchmark message " * 10})
 
@@ -59,6 +61,10 @@ def gateway_targets(gw: h.Gateway, label: Callable[[str], str], thread: str = TH
         LIST: h.Target(label(LIST), "http", f"{url}?limit=20", gw.proc, h.http_probe(
             f"{url}?limit=20", NO_CACHE, check=lambda p: len(p["data"]) == 20),
             headers=dict(NO_CACHE), gateway=gw, method="ListMessages", upstream_per_call=1),
+        UNIQUE: h.Target(label(UNIQUE), "http", one, gw.proc, h.http_probe(
+            f"{one}?bench_n=0", BETA, check=is_message, cache="miss"), headers=dict(BETA),
+            script=LUA_UNIQUE.format(sep="?"), gateway=gw, method="GetMessage",
+            upstream_per_call=1),
         CREATE: h.Target(label(CREATE), "http", url, gw.proc, h.http_probe(
             url, {**BETA, "content-type": "application/json"}, method="POST",
             body=CREATE_BODY.encode(), check=lambda m: bool(m.get("id"))), script=script,
@@ -120,6 +126,8 @@ def rows(samples: dict[h.Key, list[h.Sample]], per_arm: dict[str, dict[str, h.Ta
                 out.append(h.result_row(BENCHMARK, miss, c, s[miss], ratio=h.p50_delta(
                     s[miss], s[NGINX]), vs="nginx direct: +ms p50", target="info"))
             add(targets[HIT].name, ECHO, "info", "echo floor")
+            add(targets[UNIQUE].name, PROXY, "info: unmodelled query forwarded, cache key "
+                "includes it", "bare Starlette proxy")
             add(targets[LIST].name, PROXY, "info: one upstream GET, 20 messages",
                 "bare Starlette proxy")
             add(targets[CREATE].name, PROXY, "info: one upstream POST", "bare Starlette proxy")
@@ -127,7 +135,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], per_arm: dict[str, dict[str, h.Ta
             "miss on nginx")
     # Throughput must not fall as concurrency rises: c32 over c1, round by round.
     for targets in per_arm.values():
-        for case in (MISS, HIT, LIST, CREATE):
+        for case in (MISS, HIT, UNIQUE, LIST, CREATE):
             name = targets[case].name
             out.append(h.result_row(BENCHMARK, name, 32, samples[(name, 32)], ratio=h.median_ratio(
                 samples[(name, 32)], samples[(name, 1)]), vs="itself at 1 conn.",
