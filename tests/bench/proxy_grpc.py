@@ -30,7 +30,13 @@ from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench import proxy_harness as h
 from tests.bench.loadgen import grpc_frame
-from tests.bench.static_upstream import MESSAGE, THREAD, start_static_upstream
+from tests.bench.static_upstream import (
+    CREATE_CONTENT,
+    MESSAGE,
+    THREAD,
+    start_static_upstream,
+    write_frames,
+)
 
 BENCHMARK = "proxy_grpc"
 SERVICE = "/messages_gateway.v1.MessagesService"
@@ -44,7 +50,6 @@ HIT = "GetMessage hit"
 LIST = "ListMessages page of 20 (no-cache)"
 CREATE = "CreateMessage"
 EMU_MISS = "GetMessage miss, emulator upstream"
-CREATE_CONTENT = "a benchmark message " * 10
 
 
 def write_frame(directory: Path, name: str, message: Any) -> Path:
@@ -106,12 +111,7 @@ async def run() -> list[dict[str, Any]]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-grpc-")))
         nginx = await start_static_upstream(stack, tmp / "nginx")
         body = nginx.static_dir / "message.json"
-        frames = {
-            "get": write_frame(tmp, "get", pb.GetMessageRequest(thread_id=THREAD,
-                                                                 message_id=MESSAGE)),
-            "list": write_frame(tmp, "list", pb.ListMessagesRequest(thread_id=THREAD, limit=20)),
-            "create": write_frame(tmp, "create", create_request(THREAD)),
-        }
+        frames = write_frames(tmp / "frames")
         get = pb.GetMessageRequest(thread_id=THREAD, message_id=MESSAGE)
         is_message: Callable[[Any], bool] = lambda m: m.id == MESSAGE  # noqa: E731
         floors: dict[str, h.Target] = {}

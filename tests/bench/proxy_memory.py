@@ -19,12 +19,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from tests.bench import loadgen
 from tests.bench import proxy_harness as h
 from tests.bench import proxy_grpc
-from tests.bench.proxy_grpc import CREATE, HIT, LIST, MISS, create_request, write_frame
-from tests.bench.static_upstream import MESSAGE, THREAD, start_static_upstream
+from tests.bench.proxy_grpc import CREATE, HIT, LIST, MISS
+from tests.bench.static_upstream import MESSAGE, THREAD, start_static_upstream, write_frames
 
 BENCHMARK = "proxy_memory"
 BLOCK = 10_000
@@ -42,12 +41,7 @@ async def run() -> list[dict[str, Any]]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-mem-")))
         nginx = await start_static_upstream(stack, tmp / "nginx")
-        frames = {
-            "get": write_frame(tmp, "get", pb.GetMessageRequest(thread_id=THREAD,
-                                                                 message_id=MESSAGE)),
-            "list": write_frame(tmp, "list", pb.ListMessagesRequest(thread_id=THREAD, limit=20)),
-            "create": write_frame(tmp, "create", create_request(THREAD)),
-        }
+        frames = write_frames(tmp / "frames")
         arm, env = next(iter(h.arms().items()))
         gw = await h.start_gateway(stack, nginx.base_url, arm, env)
         targets = proxy_grpc.gateway_targets(gw, frames, lambda c: c)

@@ -27,12 +27,13 @@ import httpx
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench import proxy_harness as h
-from tests.bench.proxy_grpc import SERVICE, write_frame
+from tests.bench.proxy_grpc import SERVICE
 from tests.bench.static_upstream import (
     STREAM_MESSAGES,
     STREAM_PAGE,
     STREAM_THREAD,
     start_static_upstream,
+    write_frames,
 )
 
 BENCHMARK = "proxy_stream"
@@ -78,7 +79,7 @@ async def run() -> list[dict[str, Any]]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-stream-")))
         nginx = await start_static_upstream(stack, tmp / "nginx")
-        frame = write_frame(tmp, "stream", REQUEST)
+        frame = write_frames(tmp / "frames")["stream"]
         pages = sorted(nginx.static_dir.glob("page-*.json"))
         proc, port = await h.start_floor(stack, "grpc-stream", upstream=nginx.stream_url,
                                          pages=pages)

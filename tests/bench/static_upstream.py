@@ -41,6 +41,8 @@ STREAM_MESSAGES = 1000
 STREAM_PAGE = 100
 FILES = 5
 CREATED_AT = 1699017614
+#: The content of the CreateMessage cases.
+CREATE_CONTENT = "a benchmark message " * 10
 
 
 def message(message_id: str, thread_id: str, created_at: int, size: int = MESSAGE_BYTES) -> dict:
@@ -218,3 +220,56 @@ async def start_static_upstream(stack: ExitStack, prefix: Path) -> StaticUpstrea
     version = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
     return StaticUpstream(base, proc, bodies, prefix / "static",
                           version.stderr.strip().split(":")[-1].strip() or "nginx")
+
+
+def write_frames(directory: Path) -> dict[str, Path]:
+    """h2load frame files of the cases, from the contract's generated classes."""
+    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+    from tests.bench.loadgen import grpc_frame
+
+    directory.mkdir(parents=True, exist_ok=True)
+    requests = {
+        "get": pb.GetMessageRequest(thread_id=THREAD, message_id=MESSAGE),
+        "list": pb.ListMessagesRequest(thread_id=THREAD, limit=LIST_PAGE),
+        "create": pb.CreateMessageRequest(thread_id=THREAD, role=pb.ROLE_USER,
+                                          content=CREATE_CONTENT),
+        "stream": pb.StreamMessagesRequest(thread_id=STREAM_THREAD, limit=STREAM_PAGE),
+    }
+    out = {}
+    for name, request in requests.items():
+        out[name] = directory / f"{name}.bin"
+        out[name].write_bytes(grpc_frame(request.SerializeToString()))
+    return out
+
+
+async def _serve(frames_dir: Path, seconds: float) -> None:
+    """Serve the static upstream for a by-hand session (profiling: docs/benchmarks.md)."""
+    import asyncio
+    import tempfile
+
+    with ExitStack() as stack:
+        prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-static-")))
+        upstream = await start_static_upstream(stack, prefix)
+        frames = write_frames(frames_dir)
+        print(f"upstream: {upstream.base_url} ({upstream.version})")
+        print(f"threads: {THREAD} (message {MESSAGE}), {STREAM_THREAD} (1,000 messages)")
+        for name, path in frames.items():
+            print(f"frame {name}: {path}")
+        print(f"serving for {seconds:.0f} s; Ctrl-C stops", flush=True)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            pass
+
+
+if __name__ == "__main__":
+    import argparse
+    import asyncio
+    import contextlib
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.static_upstream")
+    parser.add_argument("--frames", default=".bench/frames", help="where to write frame files")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(Path(args.frames), args.seconds))
