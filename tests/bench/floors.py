@@ -5,7 +5,10 @@
 
 * ``grpc-echo``: grpc.aio, generated ``MessagesService`` servicer, ``GetMessage`` answers a
   prebuilt ~1 KB ``Message`` (the one the gateway makes of the same upstream body);
-* ``grpc-proxy-httpx``: the same, after one upstream GET on the **gateway's own HTTP client**
+* ``grpc-echo-read``: the same answer from a stream-unary handler that reads its request with
+  ``context.read()``, the shape the gateway's call admission (``gateway/rpc/admission.py``) gives
+  every unary method: what that shape costs by itself;
+* ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own HTTP client**
   (``gateway.upstream.http.build_http_client``, so it follows any change of the gateway's
   transport); ``grpc-proxy-aiohttp``: the same GET with a raw ``aiohttp.ClientSession`` (reference);
 * ``grpc-stream``: ``StreamMessages`` walking the upstream's pages with that client (one GET per
@@ -29,7 +32,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-GRPC_KINDS = ("grpc-echo", "grpc-proxy-httpx", "grpc-proxy-aiohttp", "grpc-stream")
+GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-proxy-httpx", "grpc-proxy-aiohttp",
+              "grpc-stream")
 REST_KINDS = ("rest-echo", "rest-proxy-httpx", "rest-proxy-aiohttp")
 KINDS = GRPC_KINDS + REST_KINDS
 
@@ -97,7 +101,7 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
 
     class Floor(pb_grpc.MessagesServiceServicer):
         async def GetMessage(self, request: Any, context: Any) -> Any:
-            if kind != "grpc-echo":
+            if kind.startswith("grpc-proxy"):
                 try:
                     await getter.get(upstream)
                 except Exception as exc:
@@ -119,8 +123,19 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
                     return
                 after = page["data"][-1]["id"]
 
+    async def read_then_answer(_requests: Any, context: Any) -> Any:
+        pb.GetMessageRequest.FromString(await context.read())
+        return reply
+
     server = grpc.aio.server()
-    pb_grpc.add_MessagesServiceServicer_to_server(Floor(), server)
+    if kind == "grpc-echo-read":
+        method = grpc.stream_unary_rpc_method_handler(
+            read_then_answer, request_deserializer=None,
+            response_serializer=pb.Message.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "messages_gateway.v1.MessagesService", {"GetMessage": method}),))
+    else:
+        pb_grpc.add_MessagesServiceServicer_to_server(Floor(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
@@ -176,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http", default="h11", help="uvicorn HTTP protocol (REST kinds)")
     parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
     args = parser.parse_args(argv)
-    if args.kind not in ("grpc-echo", "rest-echo") and not args.upstream:
+    if args.kind not in ("grpc-echo", "grpc-echo-read", "rest-echo") and not args.upstream:
         parser.error(f"{args.kind} needs --upstream")
     body = Path(args.body).read_bytes() if args.body else b""
     if args.kind in GRPC_KINDS:

@@ -2,7 +2,8 @@
 
 Upstream: nginx serving static v1 bodies (``static_upstream``), so the figure is the gateway's
 own cost. Servers, each its own process: the gateway (``python -m gateway serve``, one per arm,
-see ``proxy_harness.ARMS``), a bare grpc.aio echo answering the ~1 KB message from memory, a bare
+see ``proxy_harness.ARMS``), a bare grpc.aio echo answering the ~1 KB message from memory (and
+the same echo in the stream-unary shape the gateway's call admission uses), a bare
 grpc.aio proxy making one upstream GET per call on the gateway's httpx client, the same on raw
 aiohttp, and a second gateway on the upstream emulator (``python -m gateway emulator``, what users
 see; labelled so). nginx direct is wrk's GET of the same message, the latency reference.
@@ -42,6 +43,7 @@ BENCHMARK = "proxy_grpc"
 SERVICE = "/messages_gateway.v1.MessagesService"
 NO_CACHE = {"cache-control": "no-cache"}
 ECHO = "floor: grpc.aio echo, 1 KB from memory"
+ECHO_READ = "floor: that echo as stream-unary + context.read() (admission's shape)"
 PROXY = "floor: bare grpc.aio proxy, gateway's httpx client"
 PROXY_AIO = "floor: bare grpc.aio proxy, raw aiohttp"
 NGINX = "nginx direct GET (wrk)"
@@ -115,8 +117,8 @@ async def run() -> list[dict[str, Any]]:
         get = pb.GetMessageRequest(thread_id=THREAD, message_id=MESSAGE)
         is_message: Callable[[Any], bool] = lambda m: m.id == MESSAGE  # noqa: E731
         floors: dict[str, h.Target] = {}
-        for case, kind in ((ECHO, "grpc-echo"), (PROXY, "grpc-proxy-httpx"),
-                           (PROXY_AIO, "grpc-proxy-aiohttp")):
+        for case, kind in ((ECHO, "grpc-echo"), (ECHO_READ, "grpc-echo-read"),
+                           (PROXY, "grpc-proxy-httpx"), (PROXY_AIO, "grpc-proxy-aiohttp")):
             proc, port = await h.start_floor(stack, kind, upstream=nginx.message_url, body=body)
             floors[case] = h.Target(case, "grpc", f"http://127.0.0.1:{port}{SERVICE}/GetMessage",
                                     proc, grpc_probe(f"127.0.0.1:{port}", "GetMessage", get,
@@ -151,6 +153,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
                 s[case], s[base]), vs=vs or base.split(",")[0], target=target))
 
         add(ECHO, ECHO, "baseline", "itself")
+        add(ECHO_READ, ECHO, "info: the gateway's handler shape alone", "echo floor")
         add(PROXY, ECHO, "info: the bare proxy floor", "echo floor")
         add(PROXY_AIO, ECHO, "info: raw aiohttp reference", "echo floor")
         add(NGINX, ECHO, "info: latency reference", "echo floor")

@@ -21,6 +21,7 @@ nginx runs as one process (no master), found or unpacked as ``upstream_transport
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from contextlib import ExitStack
@@ -243,10 +244,16 @@ def write_frames(directory: Path) -> dict[str, Path]:
 
 
 async def _serve(frames_dir: Path, seconds: float) -> None:
-    """Serve the static upstream for a by-hand session (profiling: docs/benchmarks.md)."""
+    """Serve the static upstream for a by-hand session (profiling: docs/benchmarks.md) until
+    SIGINT, SIGTERM or ``seconds``; nginx is stopped either way."""
     import asyncio
+    import signal
     import tempfile
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     with ExitStack() as stack:
         prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-static-")))
         upstream = await start_static_upstream(stack, prefix)
@@ -255,21 +262,17 @@ async def _serve(frames_dir: Path, seconds: float) -> None:
         print(f"threads: {THREAD} (message {MESSAGE}), {STREAM_THREAD} (1,000 messages)")
         for name, path in frames.items():
             print(f"frame {name}: {path}")
-        print(f"serving for {seconds:.0f} s; Ctrl-C stops", flush=True)
-        try:
-            await asyncio.sleep(seconds)
-        except asyncio.CancelledError:
-            pass
+        print(f"serving for {seconds:.0f} s; Ctrl-C or SIGTERM stops", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 if __name__ == "__main__":
     import argparse
     import asyncio
-    import contextlib
 
     parser = argparse.ArgumentParser(prog="python -m tests.bench.static_upstream")
     parser.add_argument("--frames", default=".bench/frames", help="where to write frame files")
     parser.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(Path(args.frames), args.seconds))
+    asyncio.run(_serve(Path(args.frames), args.seconds))
