@@ -33,6 +33,8 @@ from tests.bench import proxy_harness as h
 from tests.bench.loadgen import grpc_frame
 from tests.bench.static_upstream import (
     CREATE_CONTENT,
+    FILE,
+    FILES,
     MESSAGE,
     THREAD,
     start_static_upstream,
@@ -104,6 +106,14 @@ def gateway_targets(gw: h.Gateway, frames: dict[str, Path], label: Callable[[str
     }
 
 
+async def check_file_bodies(gw: h.Gateway) -> None:
+    """The static file bodies, which no case loads, accepted by the gateway (real calls)."""
+    await grpc_probe(gw.grpc_target, "GetMessageFile", pb.GetMessageFileRequest(
+        thread_id=THREAD, message_id=MESSAGE, file_id=FILE), lambda f: f.id == FILE)()
+    await grpc_probe(gw.grpc_target, "ListMessageFiles", pb.ListMessageFilesRequest(
+        thread_id=THREAD, message_id=MESSAGE), lambda r: len(r.data) == FILES)()
+
+
 def create_request(thread: str) -> pb.CreateMessageRequest:
     return pb.CreateMessageRequest(thread_id=thread, role=pb.ROLE_USER, content=CREATE_CONTENT)
 
@@ -129,6 +139,7 @@ async def run() -> list[dict[str, Any]]:
         per_arm: dict[str, dict[str, h.Target]] = {}
         for arm, env in h.arms().items():
             gw = await h.start_gateway(stack, nginx.base_url, arm, env)
+            await check_file_bodies(gw)
             per_arm[arm] = gateway_targets(gw, frames, lambda c, a=arm: h.arm_label(c, a))
         emu_gw, emu_thread, emu_message = await h.start_emulator_gateway(stack)
         emu_frames = {"get": write_frame(tmp, "emu-get", pb.GetMessageRequest(

@@ -8,7 +8,8 @@ stream is cut when the run ends. The floor is a bare grpc.aio stream of the same
 ``grpc-stream``): one upstream GET per page on the gateway's httpx client, the page's JSON parsed
 for its cursor, the page answered prebuilt - the stack's transport, JSON and framing cost
 without JSON -> protobuf conversion. 1 and 32 streams at once; messages per second.
-Target (issue 20): the gateway's stream >= 0.6 x the bare stream. ``python -m
+Target (issue 20): the gateway's stream >= 0.6 x the bare stream. A last row checks how the
+gateway records NDJSON streams their client cut (it must be CANCELLED, nothing else). ``python -m
 tests.bench.proxy_stream`` runs it alone.
 """
 
@@ -26,6 +27,7 @@ import httpx
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from tests.bench import loadgen
 from tests.bench import proxy_harness as h
 from tests.bench.proxy_grpc import SERVICE
 from tests.bench.static_upstream import (
@@ -43,6 +45,8 @@ REST = "messages:stream (REST NDJSON)"
 PAGES = STREAM_MESSAGES // STREAM_PAGE
 #: A stream takes 10-30 ms alone and ~0.5 s among 32: each measurement runs twice as long.
 STREAM_SECONDS = 2 * h.SECONDS
+CUT = "messages:stream cut by its client mid-stream (wrk's end of run)"
+CUT_RUNS = 2
 REQUEST = pb.StreamMessagesRequest(thread_id=STREAM_THREAD, limit=STREAM_PAGE)
 
 
@@ -75,6 +79,31 @@ def ndjson_probe(url: str) -> Any:
     return probe
 
 
+async def cut_streams(target: h.Target) -> dict[str, Any]:
+    """NDJSON streams whose client leaves mid-stream: how the gateway records them. A consumer
+    gone is CANCELLED (499); any other code is a fault. Not a load figure: a timed wrk run ends
+    by closing its connections, so each run cuts up to one stream per connection."""
+    assert target.gateway is not None
+    before = await target.gateway.counters()
+    for _ in range(CUT_RUNS):
+        await asyncio.to_thread(loadgen.run_wrk, target.url, concurrency=4, seconds=1,
+                                headers=target.headers)
+    await asyncio.sleep(0.5)  # the gateway records a call when its stream has unwound
+    after = await target.gateway.counters()
+    codes: dict[str, int] = {}
+    for key, value in after.items():
+        if (key.startswith("gateway_calls_total{") and 'face="rest"' in key
+                and 'method="StreamMessages"' in key and 'code="OK"' not in key):
+            code = key.split('code="', 1)[1].split('"', 1)[0]
+            codes[code] = codes.get(code, 0) + round(value - before.get(key, 0.0))
+    cut = sum(codes.values())
+    wrong = cut - codes.get("CANCELLED", 0)
+    return {"benchmark": BENCHMARK, "case": target.name.replace(REST, CUT), "conc": 4,
+            "calls": cut, "codes": ", ".join(f"{k} {v}" for k, v in sorted(codes.items()) if v),
+            "ratio": round(wrong / cut, 3) if cut else 0.0, "vs": "share not CANCELLED",
+            "target": "<= 0"}
+
+
 async def run() -> list[dict[str, Any]]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-stream-")))
@@ -104,6 +133,7 @@ async def run() -> list[dict[str, Any]]:
         targets = [floor, *(t for pair in per_arm.values() for t in pair)]
         await h.prepare(targets)
         samples = await h.rounds(targets, seconds=STREAM_SECONDS)
+        cut_rows = [await cut_streams(rest_target) for _, rest_target in per_arm.values()]
     out: list[dict[str, Any]] = []
     for c in h.CONCURRENCIES:
         def add(case: str, base: str, target: str, vs: str) -> None:
@@ -115,7 +145,7 @@ async def run() -> list[dict[str, Any]]:
         for grpc_target, rest_target in per_arm.values():
             add(grpc_target.name, FLOOR, ">= 0.6", "bare stream")
             add(rest_target.name, grpc_target.name, "info: REST / gRPC", "gateway gRPC stream")
-    return out
+    return out + cut_rows
 
 
 if __name__ == "__main__":
