@@ -10,7 +10,10 @@
   every unary method: what that shape costs by itself;
 * ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own HTTP client**
   (``gateway.upstream.http.build_http_client``, so it follows any change of the gateway's
-  transport); ``grpc-proxy-aiohttp``: the same GET with a raw ``aiohttp.ClientSession`` (reference);
+  transport); ``grpc-proxy-transport``: the same GET on the gateway's transport
+  (``build_transport``) called directly with a prebuilt ``httpx.Request``, without the client's
+  layers (URL merging, auth, redirects, cookies); ``grpc-proxy-aiohttp``: the same GET with a raw
+  ``aiohttp.ClientSession`` (reference);
 * ``grpc-stream``: ``StreamMessages`` walking the upstream's pages with that client (one GET per
   page, the cursor read from the parsed JSON) and answering each page prebuilt: the transport,
   the JSON parse and gRPC framing of the same pages, without JSON -> protobuf conversion;
@@ -32,8 +35,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-proxy-httpx", "grpc-proxy-aiohttp",
-              "grpc-stream")
+GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-proxy-httpx", "grpc-proxy-transport",
+              "grpc-proxy-aiohttp", "grpc-stream")
 REST_KINDS = ("rest-echo", "rest-proxy-httpx", "rest-proxy-aiohttp")
 KINDS = GRPC_KINDS + REST_KINDS
 
@@ -44,10 +47,27 @@ class _Getter:
     def __init__(self, how: str) -> None:
         self.how = how
         self._client: Any = None
+        self._prebuilt: dict[str, Any] = {}
 
     async def get(self, url: str, params: dict[str, str] | None = None) -> bytes:
         if self._client is None:
             self._client = self._open()
+        if self.how == "transport":
+            import httpx
+
+            request = self._prebuilt.get(url) if not params else None
+            if request is None:
+                request = httpx.Request("GET", url, params=params)
+                if not params:
+                    self._prebuilt[url] = request
+            response = await self._client.handle_async_request(request)
+            try:
+                body = b"".join([chunk async for chunk in response.stream])
+            finally:
+                await response.aclose()
+            if response.status_code != 200:
+                raise RuntimeError(f"upstream answered {response.status_code}")
+            return body
         if self.how == "httpx":
             response = await self._client.get(url, params=params)
             if response.status_code != 200:
@@ -60,10 +80,12 @@ class _Getter:
             return body
 
     def _open(self) -> Any:
-        if self.how == "httpx":
+        if self.how in ("httpx", "transport"):
             from gateway.config import UpstreamSettings
-            from gateway.upstream.http import build_http_client
+            from gateway.upstream.http import build_http_client, build_transport
 
+            if self.how == "transport":
+                return build_transport(UpstreamSettings())
             return build_http_client(UpstreamSettings())
         import aiohttp
 
@@ -72,7 +94,7 @@ class _Getter:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await (self._client.aclose() if self.how == "httpx" else self._client.close())
+            await (self._client.close() if self.how == "aiohttp" else self._client.aclose())
 
 
 async def _until_terminated() -> None:
@@ -97,7 +119,8 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
     for index, page in enumerate(prebuilt):  # as the gateway numbers its pages
         page.page_index = index
         page.resume_after = page.data[-1].id if page.data else ""
-    getter = _Getter("aiohttp" if kind == "grpc-proxy-aiohttp" else "httpx")
+    getter = _Getter({"grpc-proxy-aiohttp": "aiohttp",
+                      "grpc-proxy-transport": "transport"}.get(kind, "httpx"))
 
     class Floor(pb_grpc.MessagesServiceServicer):
         async def GetMessage(self, request: Any, context: Any) -> Any:

@@ -47,6 +47,7 @@ NO_CACHE = {"cache-control": "no-cache"}
 ECHO = "floor: grpc.aio echo, 1 KB from memory"
 ECHO_READ = "floor: that echo as stream-unary + context.read() (admission's shape)"
 PROXY = "floor: bare grpc.aio proxy, gateway's httpx client"
+PROXY_TRANSPORT = "floor: bare grpc.aio proxy, that client's transport, prebuilt request"
 PROXY_AIO = "floor: bare grpc.aio proxy, raw aiohttp"
 NGINX = "nginx direct GET (wrk)"
 MISS = "GetMessage miss (no-cache)"
@@ -128,7 +129,8 @@ async def run() -> list[dict[str, Any]]:
         is_message: Callable[[Any], bool] = lambda m: m.id == MESSAGE  # noqa: E731
         floors: dict[str, h.Target] = {}
         for case, kind in ((ECHO, "grpc-echo"), (ECHO_READ, "grpc-echo-read"),
-                           (PROXY, "grpc-proxy-httpx"), (PROXY_AIO, "grpc-proxy-aiohttp")):
+                           (PROXY, "grpc-proxy-httpx"), (PROXY_TRANSPORT, "grpc-proxy-transport"),
+                           (PROXY_AIO, "grpc-proxy-aiohttp")):
             proc, port = await h.start_floor(stack, kind, upstream=nginx.message_url, body=body)
             floors[case] = h.Target(case, "grpc", f"http://127.0.0.1:{port}{SERVICE}/GetMessage",
                                     proc, grpc_probe(f"127.0.0.1:{port}", "GetMessage", get,
@@ -166,6 +168,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
         add(ECHO, ECHO, "baseline", "itself")
         add(ECHO_READ, ECHO, "info: the gateway's handler shape alone", "echo floor")
         add(PROXY, ECHO, "info: the bare proxy floor", "echo floor")
+        add(PROXY_TRANSPORT, ECHO, "info: without httpx's client layers", "echo floor")
         add(PROXY_AIO, ECHO, "info: raw aiohttp reference", "echo floor")
         add(NGINX, ECHO, "info: latency reference", "echo floor")
         for arm, targets in per_arm.items():
