@@ -105,9 +105,11 @@ async def start_gateway(stack: ExitStack, upstream_base: str, arm: str,
                         extra_env: Mapping[str, str]) -> Gateway:
     """``python -m gateway serve``: both faces, metrics on, auth off, logging at warning."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    env = child_env(OPENAI_API_KEY=UPSTREAM_KEY, GATEWAY_LOGGING_LEVEL="warning",
-                    GATEWAY_AUTH_ENABLED="false",
-                    GATEWAY_SERVER_METRICS_LISTEN=f"127.0.0.1:{metrics_port}", **extra_env)
+    # The arm's environment wins over these defaults.
+    env = child_env(**{"OPENAI_API_KEY": UPSTREAM_KEY, "GATEWAY_LOGGING_LEVEL": "warning",
+                       "GATEWAY_AUTH_ENABLED": "false",
+                       "GATEWAY_SERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+                       **extra_env})
     target = f"127.0.0.1:{grpc_port}"
     proc = start_process(f"gateway [{arm}]", python_args(
         "-m", "gateway", "serve", "--grpc-listen", target, "--http-listen",
