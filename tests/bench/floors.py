@@ -1,29 +1,29 @@
 """Floor servers: what the gateway's stack costs with nothing of the gateway in it.
 
-``python -m tests.bench.floors KIND --port PORT [--upstream URL] [--body FILE]`` serves on
-127.0.0.1 until SIGTERM. Kinds:
+``python -m tests.bench.floors KIND --port PORT [--upstream URL] [--body FILE]`` serves on 127.0.0.1
+until SIGTERM. Kinds:
 
-* ``grpc-echo``: grpc.aio, generated ``MessagesService`` servicer, ``GetMessage`` answers a
-  prebuilt ~1 KB ``Message`` (the one the gateway makes of the same upstream body);
+* ``grpc-echo``: grpc.aio, generated ``MessagesService`` servicer, ``GetMessage`` answers a prebuilt
+  ~1 KB ``Message`` (the one the gateway makes of the same upstream body);
 * ``grpc-echo-read``: the same answer from a stream-unary handler that reads its request with
   ``context.read()``, the shape the gateway's call admission (``gateway/rpc/admission.py``) gives
   every unary method: what that shape costs by itself;
-* ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own HTTP client**
-  (``gateway.upstream.http.build_http_client``, so it follows any change of the gateway's
-  transport); ``grpc-proxy-transport``: the same GET on the gateway's transport
-  (``build_transport``) called directly with a prebuilt ``httpx.Request``, without the client's
-  layers (URL merging, auth, redirects, cookies); ``grpc-proxy-aiohttp``: the same GET with a raw
+* ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own upstream sender**
+  (``gateway.upstream.http.UpstreamHTTP``, built as ``gateway/upstream/pool.py`` builds it, the
+  request built per call as the gateway builds it: it follows any change of the gateway's
+  transport); ``grpc-proxy-transport``: the same with one request built once and sent again and
+  again (what building a request costs); ``grpc-proxy-aiohttp``: the same GET with a raw
   ``aiohttp.ClientSession`` (reference);
-* ``grpc-stream``: ``StreamMessages`` walking the upstream's pages with that client (one GET per
-  page, the cursor read from the parsed JSON) and answering each page prebuilt: the transport,
-  the JSON parse and gRPC framing of the same pages, without JSON -> protobuf conversion;
+* ``grpc-stream``: ``StreamMessages`` walking the upstream's pages with that sender (one GET per
+  page, the cursor read from the parsed JSON) and answering each page prebuilt: the transport, the
+  JSON parse and gRPC framing of the same pages, without JSON -> protobuf conversion;
 * ``rest-echo``, ``rest-proxy-httpx``, ``rest-proxy-aiohttp``: a bare Starlette app on uvicorn
-  (socket with ``TCP_NODELAY`` as the gateway's REST face binds it; ``--http h11`` as the gateway
-  runs it) answering ``GET /v1/threads/{t}/messages/{m}`` with the same JSON, from memory or after
+  (socket with ``TCP_NODELAY`` as the gateway's REST face binds it; ``--http`` the gateway's default
+  parser) answering ``GET /v1/threads/{t}/messages/{m}`` with the same JSON, from memory or after
   one upstream GET.
 
-A proxy answers only after a 200 upstream answer; anything else is an error status (gRPC
-INTERNAL, HTTP 502), which the bench counts.
+A proxy answers only after a 200 upstream answer; anything else is an error status (gRPC INTERNAL,
+HTTP 502), which the bench counts.
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ KINDS = GRPC_KINDS + REST_KINDS
 
 
 class _Getter:
-    """One upstream GET returning the body, on the gateway's httpx client or raw aiohttp."""
+    """One upstream GET returning the body: on the gateway's own upstream sender
+    (``gateway.upstream.http.UpstreamHTTP``, built as ``gateway/upstream/pool.py`` builds it, its
+    request built per call as the gateway builds it, its body read as the gateway reads it), on
+    that sender with one request built once (``prebuilt``), or on raw aiohttp."""
+
+    TIMEOUT = 10.0
 
     def __init__(self, how: str) -> None:
         self.how = how
@@ -52,41 +57,36 @@ class _Getter:
     async def get(self, url: str, params: dict[str, str] | None = None) -> bytes:
         if self._client is None:
             self._client = self._open()
-        if self.how == "transport":
-            import httpx
+        if self.how == "aiohttp":
+            async with self._client.get(url, params=params) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"upstream answered {response.status}")
+                return body
+        request = self._prebuilt.get(url) if self.how == "prebuilt" and not params else None
+        if request is None:
+            from gateway.upstream.http import UpstreamURLs
 
-            request = self._prebuilt.get(url) if not params else None
-            if request is None:
-                request = httpx.Request("GET", url, params=params)
-                if not params:
-                    self._prebuilt[url] = request
-            response = await self._client.handle_async_request(request)
-            try:
-                body = b"".join([chunk async for chunk in response.stream])
-            finally:
-                await response.aclose()
-            if response.status_code != 200:
-                raise RuntimeError(f"upstream answered {response.status_code}")
-            return body
-        if self.how == "httpx":
-            response = await self._client.get(url, params=params)
-            if response.status_code != 200:
-                raise RuntimeError(f"upstream answered {response.status_code}")
-            return response.content
-        async with self._client.get(url, params=params) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"upstream answered {response.status}")
-            return body
+            request = self._client.build_request(
+                "GET", UpstreamURLs(url).url((), params), headers={},
+                timeout=self.TIMEOUT, connect_timeout=self.TIMEOUT)
+            if self.how == "prebuilt" and not params:
+                self._prebuilt[url] = request
+        response = await self._client.send(request)
+        try:
+            body = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.aclose()
+        if response.status_code != 200:
+            raise RuntimeError(f"upstream answered {response.status_code}")
+        return body
 
     def _open(self) -> Any:
-        if self.how in ("httpx", "transport"):
+        if self.how != "aiohttp":
             from gateway.config import UpstreamSettings
-            from gateway.upstream.http import build_http_client, build_transport
+            from gateway.upstream.http import UpstreamHTTP
 
-            if self.how == "transport":
-                return build_transport(UpstreamSettings())
-            return build_http_client(UpstreamSettings())
+            return UpstreamHTTP(UpstreamSettings())
         import aiohttp
 
         return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
@@ -120,7 +120,7 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
         page.page_index = index
         page.resume_after = page.data[-1].id if page.data else ""
     getter = _Getter({"grpc-proxy-aiohttp": "aiohttp",
-                      "grpc-proxy-transport": "transport"}.get(kind, "httpx"))
+                      "grpc-proxy-transport": "prebuilt"}.get(kind, "httpx"))
 
     class Floor(pb_grpc.MessagesServiceServicer):
         async def GetMessage(self, request: Any, context: Any) -> Any:
@@ -205,14 +205,20 @@ async def serve_rest(kind: str, port: int, upstream: str, body: bytes, http: str
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gateway.config import ServerSettings
+    from gateway.loop import LOOP_FACTORIES
+
     parser = argparse.ArgumentParser(prog="python -m tests.bench.floors")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="", help="URL of the upstream GET (proxies)")
     parser.add_argument("--body", default="", help="file of the upstream JSON the echo answers")
     parser.add_argument("--pages", nargs="*", default=[], help="page files (grpc-stream)")
-    parser.add_argument("--http", default="h11", help="uvicorn HTTP protocol (REST kinds)")
-    parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
+    defaults = ServerSettings()
+    parser.add_argument("--http", default=defaults.http_parser,
+                        help="uvicorn HTTP protocol (REST kinds); default: the gateway's")
+    parser.add_argument("--loop", default=defaults.event_loop, choices=tuple(LOOP_FACTORIES),
+                        help="event loop; default: the gateway's")
     args = parser.parse_args(argv)
     if args.kind not in ("grpc-echo", "grpc-echo-read", "rest-echo") and not args.upstream:
         parser.error(f"{args.kind} needs --upstream")
@@ -222,12 +228,8 @@ def main(argv: list[str] | None = None) -> None:
                           [Path(p).read_bytes() for p in args.pages])
     else:
         coro = serve_rest(args.kind, args.port, args.upstream, body, args.http)
-    if args.loop == "uvloop":
-        import uvloop  # only when asked for: not a dependency of the project
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    with asyncio.Runner(loop_factory=LOOP_FACTORIES[args.loop]) as runner:  # as gateway/loop.py
+        runner.run(coro)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """The gRPC face measured from outside: h2load against the gateway and its floors, same run.
 
-Upstream: nginx serving static v1 bodies (``static_upstream``), so the figure is the gateway's
-own cost. Servers, each its own process: the gateway (``python -m gateway serve``, one per arm,
-see ``proxy_harness.ARMS``), a bare grpc.aio echo answering the ~1 KB message from memory (and
-the same echo in the stream-unary shape the gateway's call admission uses), a bare
-grpc.aio proxy making one upstream GET per call on the gateway's httpx client, the same on raw
-aiohttp, and a second gateway on the upstream emulator (``python -m gateway emulator``, what users
-see; labelled so). nginx direct is wrk's GET of the same message, the latency reference.
+Upstream: nginx serving static v1 bodies (``static_upstream``), so the figure is the gateway's own
+cost. Servers, each its own process: the gateway (``python -m gateway serve``, one per arm, see
+``proxy_harness.ARMS``), a bare grpc.aio echo answering the ~1 KB message from memory (and the same
+echo in the stream-unary shape the gateway's call admission uses), a bare grpc.aio proxy making one
+upstream GET per call on the gateway's upstream sender (and with one request built once), the same
+on raw aiohttp, and a second gateway on the upstream emulator (``python -m gateway emulator``, what
+users see; labelled so). nginx direct is wrk's GET of the same message, the latency reference.
 
-Cases at 1 and 32 calls in flight (h2load ``-c 1 -m 1`` / ``-c 4 -m 8``): GetMessage miss
-(``cache-control: no-cache``: fetched fresh, stored), GetMessage hit, ListMessages page of 20
-(``no-cache``), CreateMessage. Targets (issue 20): miss >= 0.45 x echo floor and >= 0.85 x the
-bare httpx proxy at 32; hit >= 0.8 x echo floor at 32; a miss at 1 caller <= +1.0 ms p50 over
-nginx direct. ``python -m tests.bench.proxy_grpc`` runs it alone.
+Cases at 1 and 32 calls in flight (h2load ``-c 1 -m 1`` / ``-c 4 -m 8``): GetMessage miss (``cache-
+control: no-cache``: fetched fresh, stored), GetMessage hit, ListMessages page of 20 (``no-cache``),
+CreateMessage. Targets (issue 20): miss >= 0.45 x echo floor and >= 0.85 x the bare proxy on the
+gateway's sender at 32; hit >= 0.8 x echo floor at 32; a miss at 1 caller <= +1.0 ms p50 over nginx
+direct. ``python -m tests.bench.proxy_grpc`` runs it alone.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ SERVICE = "/messages_gateway.v1.MessagesService"
 NO_CACHE = {"cache-control": "no-cache"}
 ECHO = "floor: grpc.aio echo, 1 KB from memory"
 ECHO_READ = "floor: that echo as stream-unary + context.read() (admission's shape)"
-PROXY = "floor: bare grpc.aio proxy, gateway's httpx client"
-PROXY_TRANSPORT = "floor: bare grpc.aio proxy, that client's transport, prebuilt request"
+PROXY = "floor: bare grpc.aio proxy, gateway's upstream sender"
+PROXY_TRANSPORT = "floor: bare grpc.aio proxy, one prebuilt request"
 PROXY_AIO = "floor: bare grpc.aio proxy, raw aiohttp"
 NGINX = "nginx direct GET (wrk)"
 MISS = "GetMessage miss (no-cache)"
@@ -168,22 +168,22 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
         add(ECHO, ECHO, "baseline", "itself")
         add(ECHO_READ, ECHO, "info: the gateway's handler shape alone", "echo floor")
         add(PROXY, ECHO, "info: the bare proxy floor", "echo floor")
-        add(PROXY_TRANSPORT, ECHO, "info: without httpx's client layers", "echo floor")
+        add(PROXY_TRANSPORT, ECHO, "info: without building a request per call", "echo floor")
         add(PROXY_AIO, ECHO, "info: raw aiohttp reference", "echo floor")
         add(NGINX, ECHO, "info: latency reference", "echo floor")
         for arm, targets in per_arm.items():
             miss, hit = targets[MISS].name, targets[HIT].name
             at32 = c == 32
             add(miss, ECHO, ">= 0.45" if at32 else "info", "echo floor")
-            add(miss, PROXY, ">= 0.85" if at32 else "info", "bare httpx proxy")
+            add(miss, PROXY, ">= 0.85" if at32 else "info", "bare proxy")
             if c == 1:
                 out.append(h.result_row(
                     BENCHMARK, miss, c, s[miss], ratio=h.p50_delta(s[miss], s[NGINX]),
                     vs="nginx direct: +ms p50", target="<= 1.0"))
             add(hit, ECHO, ">= 0.8" if at32 else "info", "echo floor")
             add(targets[LIST].name, PROXY, "info: one upstream GET, 20 messages",
-                "bare httpx proxy")
-            add(targets[CREATE].name, PROXY, "info: one upstream POST", "bare httpx proxy")
+                "bare proxy")
+            add(targets[CREATE].name, PROXY, "info: one upstream POST", "bare proxy")
         first = next(iter(per_arm.values()))[MISS].name
         add(emu.name, first, "info: what users see", "miss on nginx")
     return out

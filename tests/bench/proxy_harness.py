@@ -55,9 +55,9 @@ SECONDS = float(os.environ.get("BENCH_PROXY_SECONDS", "1"))
 ROUNDS = int(os.environ.get("BENCH_PROXY_ROUNDS", "3"))
 CONCURRENCIES = (1, 32)
 UPSTREAM_KEY = "sk-bench-upstream-key"
-#: Floors' uvicorn HTTP protocol; the gateway's REST face runs h11 (see floors.py).
-FLOOR_HTTP = os.environ.get("BENCH_FLOOR_HTTP", "h11")
-FLOOR_LOOP = os.environ.get("BENCH_FLOOR_LOOP", "asyncio")
+#: Floors' uvicorn HTTP parser and event loop; empty: the gateway's defaults (see floors.py).
+FLOOR_HTTP = os.environ.get("BENCH_FLOOR_HTTP", "")
+FLOOR_LOOP = os.environ.get("BENCH_FLOOR_LOOP", "")
 
 
 def arms() -> dict[str, dict[str, str]]:
@@ -142,8 +142,11 @@ async def start_floor(stack: ExitStack, kind: str, *, upstream: str = "", body: 
                       pages: Sequence[Path] = ()) -> tuple[ManagedProcess, int]:
     """A floor server process (``tests/bench/floors.py``); returns it and its port once up."""
     port = free_port()
-    args = ["-m", "tests.bench.floors", kind, "--port", str(port), "--http", FLOOR_HTTP,
-            "--loop", FLOOR_LOOP]
+    args = ["-m", "tests.bench.floors", kind, "--port", str(port)]
+    if FLOOR_HTTP:
+        args += ["--http", FLOOR_HTTP]
+    if FLOOR_LOOP:
+        args += ["--loop", FLOOR_LOOP]
     if upstream:
         args += ["--upstream", upstream]
     if body is not None:

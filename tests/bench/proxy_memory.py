@@ -1,13 +1,13 @@
 """Gateway memory under load: RSS after 10,000 mixed calls against RSS after 100,000.
 
-One gateway process (the first arm of ``proxy_harness.ARMS``) over the static nginx upstream.
-The calls come in blocks of 10,000, each block the same mix, 32 in flight, bounded by count
-(h2load ``-n``; REST through ``h2load --h1``): gRPC GetMessage hits 6,000, misses 1,000
-(``no-cache``), ListMessages 500 (``no-cache``), CreateMessage 250, REST GET hits 2,000 and
-misses 250 (weighted to hits, which are cheap, to keep the suite near a minute). Every call is checked as in the other proxy suites. The ids are fixed, so the
-response cache holds a handful of entries throughout: growth is the gateway's, not a cache
-filling up. RSS is ``VmRSS`` of ``/proc/<pid>/status`` after block 1 and after block 10.
-Target (issue 20): <= 1.10. ``python -m tests.bench.proxy_memory`` runs it alone.
+One gateway process (the first arm of ``proxy_harness.ARMS``) over the static nginx upstream. The
+calls come in blocks of 10,000, each block the same mix, 32 in flight, bounded by count (h2load
+``-n``; REST through ``h2load --h1``): gRPC GetMessage hits 6,000, misses 1,000 (``no-cache``),
+ListMessages 500 (``no-cache``), CreateMessage 250, REST GET hits 2,000 and misses 250 (weighted to
+hits, which are cheap, to keep the suite near a minute). Every call is checked as in the other proxy
+suites. The ids are fixed, so the response cache holds a handful of entries throughout: growth is
+the gateway's, not a cache filling up. RSS is ``VmRSS`` of ``/proc/<pid>/status`` after block 1 and
+after block 10. Target (issue 20): <= 1.10. ``python -m tests.bench.proxy_memory`` runs it alone.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ async def run() -> list[dict[str, Any]]:
         seconds = time.perf_counter() - started
     mib = 1024 * 1024
     return [{
-        "benchmark": BENCHMARK, "case": h.arm_label("gateway RSS, 100,000 / 10,000 mixed calls", arm),
+        "benchmark": BENCHMARK,
+        "case": h.arm_label("gateway RSS, 100,000 / 10,000 mixed calls", arm),
         "conc": CONCURRENCY, "calls": calls, "req_s": round(calls / seconds, 1),
         "rss_start_mib": round(rss_start / mib, 1), "rss_10k_mib": round(rss[0] / mib, 1),
         "rss_100k_mib": round(rss[-1] / mib, 1),

@@ -4,7 +4,7 @@ The method of ``proxy_grpc`` (nginx static upstream, servers in their own proces
 rounds, server CPU per call, correctness checked apart from the generator) with wrk (``-t 1``,
 1 and 32 connections, ``--latency``; non-2xx answers and socket errors fail the suite). Floors: a
 bare Starlette app on uvicorn answering the same ~1 KB JSON from memory, the same app making one
-upstream GET per request on the gateway's httpx client, and on raw aiohttp (reference); nginx
+upstream GET per request on the gateway's upstream sender, and on raw aiohttp (reference); nginx
 direct. A second gateway on the upstream emulator shows what users see.
 
 Cases: ``GET .../messages/{id}`` miss (``Cache-Control: no-cache``) and hit, ``GET .../messages
@@ -32,7 +32,7 @@ BENCHMARK = "proxy_rest"
 BETA = {"OpenAI-Beta": "assistants=v1"}
 NO_CACHE = {**BETA, "Cache-Control": "no-cache"}
 ECHO = "floor: Starlette echo, 1 KB from memory"
-PROXY = "floor: bare Starlette proxy, gateway's httpx client"
+PROXY = "floor: bare Starlette proxy, gateway's upstream sender"
 PROXY_AIO = "floor: bare Starlette proxy, raw aiohttp"
 NGINX = "nginx direct GET (wrk)"
 MISS = "GET message miss (no-cache)"

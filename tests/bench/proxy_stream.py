@@ -1,16 +1,15 @@
 """StreamMessages of a 1,000-message thread (10 upstream pages of 100) measured from outside.
 
-nginx serves the thread's pages (``static_upstream``: ``map $arg_after`` picks the page after
-the cursor), so the figure is the gateway's own cost per stream. h2load loads the gRPC stream
-(the whole response is one "request" to it; its DATA bytes must be the probe's), h2load
-``--h1`` the REST NDJSON endpoint, bounded by count (sized from the last run's rate) so that no
-stream is cut when the run ends. The floor is a bare grpc.aio stream of the same pages (``floors.py``
-``grpc-stream``): one upstream GET per page on the gateway's httpx client, the page's JSON parsed
-for its cursor, the page answered prebuilt - the stack's transport, JSON and framing cost
-without JSON -> protobuf conversion. 1 and 32 streams at once; messages per second.
-Target (issue 20): the gateway's stream >= 0.6 x the bare stream. A last row checks how the
-gateway records NDJSON streams their client cut (it must be CANCELLED, nothing else). ``python -m
-tests.bench.proxy_stream`` runs it alone.
+nginx serves the thread's pages (``static_upstream``: ``map $arg_after`` picks the page after the
+cursor), so the figure is the gateway's own cost per stream. h2load loads the gRPC stream (the whole
+response is one "request" to it; its DATA bytes must be the probe's), h2load ``--h1`` the REST
+NDJSON endpoint, bounded by count (sized from the last run's rate) so that no stream is cut when the
+run ends. The floor is a bare grpc.aio stream of the same pages (``floors.py`` ``grpc-stream``): one
+upstream GET per page on the gateway's upstream sender, the page's JSON parsed for its cursor, the
+page answered prebuilt - the stack's transport, JSON and framing cost without JSON -> protobuf
+conversion. 1 and 32 streams at once; messages per second. Target (issue 20): the gateway's stream
+>= 0.6 x the bare stream. A last row checks how the gateway records NDJSON streams their client cut
+(it must be CANCELLED, nothing else). ``python -m tests.bench.proxy_stream`` runs it alone.
 """
 
 from __future__ import annotations

@@ -127,6 +127,8 @@ def nginx_config(prefix: Path, port: int, bodies: Bodies) -> str:
     cursors = "\n".join(
         f'        "{json.loads(bodies.pages[i - 1])["last_id"]}" "page-{i:02d}.json";'
         for i in range(1, len(bodies.pages)))
+    NOT_FOUND = compact({"error": {"message": "no such route", "type": "invalid_request_error",
+                                   "param": None, "code": None}}).decode()
     temp_paths = "\n".join(f"    {kind}_temp_path {prefix}/{kind};"
                            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""
@@ -169,7 +171,7 @@ http {{
             try_files /list.json =404;
         }}
         location / {{
-            return 404 '{{"error":{{"message":"no such route","type":"invalid_request_error","param":null,"code":null}}}}';
+            return 404 '{NOT_FOUND}';
         }}
     }}
 }}

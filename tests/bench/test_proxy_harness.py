@@ -45,8 +45,8 @@ def test_arms_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _target(**kw: Any) -> h.Target:
-    return h.Target("t", "grpc", "http://x", proc=None, probe=None, method="GetMessage",  # type: ignore[arg-type]
-                    **kw)
+    return h.Target("t", "grpc", "http://x", proc=None, probe=None,  # type: ignore[arg-type]
+                    method="GetMessage", **kw)
 
 
 def _calls(ok: float, **codes: float) -> dict[str, float]:
