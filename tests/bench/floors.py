@@ -53,6 +53,7 @@ class _Getter:
         self.how = how
         self._client: Any = None
         self._prebuilt: dict[str, Any] = {}
+        self._urls: dict[str, Any] = {}
 
     async def get(self, url: str, params: dict[str, str] | None = None) -> bytes:
         if self._client is None:
@@ -65,10 +66,13 @@ class _Getter:
                 return body
         request = self._prebuilt.get(url) if self.how == "prebuilt" and not params else None
         if request is None:
-            from gateway.upstream.http import UpstreamURLs
+            urls = self._urls.get(url)
+            if urls is None:  # parsed once, as the gateway parses its base URL once
+                from gateway.upstream.http import UpstreamURLs
 
+                urls = self._urls[url] = UpstreamURLs(url)
             request = self._client.build_request(
-                "GET", UpstreamURLs(url).url((), params), headers={},
+                "GET", urls.url((), params), headers={},
                 timeout=self.TIMEOUT, connect_timeout=self.TIMEOUT)
             if self.how == "prebuilt" and not params:
                 self._prebuilt[url] = request
