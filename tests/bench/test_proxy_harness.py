@@ -100,3 +100,36 @@ def test_calls_for_sizes_count_bounded_runs() -> None:
     target.rates[32] = 40.0
     assert target.calls_for(32, 2.0) == 80
     assert target.calls_for(1, 2.0) == 80  # another concurrency's rate until its own is known
+
+
+class _Proc:
+    pid = 1
+
+    def check_alive(self) -> None:
+        pass
+
+
+async def test_measure_retries_once_when_nothing_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[float | None] = []
+
+    async def generate(target: Any, concurrency: int, seconds: float | None,
+                       requests: int | None) -> GenResult:
+        runs.append(seconds)
+        return _gen(0) if len(runs) == 1 else _gen(50)
+
+    monkeypatch.setattr(h, "_generate", generate)
+    monkeypatch.setattr(h.loadgen, "cpu_seconds", lambda pid: 0.0)
+    target = h.Target("t", "http", "http://x", proc=_Proc(), probe=None)  # type: ignore[arg-type]
+    sample = await h.measure(target, 32, seconds=1.0)
+    assert runs == [1.0, 2.0] and sample.gen.requests == 50
+
+    runs.clear()
+    monkeypatch.setattr(h, "_generate", lambda *a: _zero(runs))
+    with pytest.raises(RuntimeError, match="0 calls"):
+        await h.measure(target, 32, seconds=1.0)
+    assert len(runs) == 2  # bounded: one retry only
+
+
+async def _zero(runs: list[float | None]) -> GenResult:
+    runs.append(None)
+    return _gen(0)
