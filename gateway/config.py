@@ -45,6 +45,11 @@ class ServerSettings:
     max_pending_calls: int = 1000
     #: HTTP/2 streams one client connection may have open at once.
     max_streams_per_connection: int = 1000
+    #: A gRPC connection older than this (grpc core adds +-10 % jitter) gets a GOAWAY, so
+    #: clients reconnect and reach replicas added since (0 = never).
+    max_connection_age_seconds: float = 300.0
+    #: After that GOAWAY, the time calls still open on the old connection get to finish.
+    max_connection_age_grace_seconds: float = 30.0
     #: HTTP face: seconds a connection may take to send a request's headers (from opening, or
     #: from the end of its previous response); idle keep-alive connections close sooner.
     http_header_timeout_seconds: float = 10.0

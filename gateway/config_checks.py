@@ -72,6 +72,10 @@ def check_all(settings: Settings) -> None:
         "upstream.max_body_bytes": settings.upstream.max_body_bytes,
     }
     require_positive(positive)
+    require_positive({"server.max_connection_age_seconds":
+                      settings.server.max_connection_age_seconds}, allow_zero=True)
+    require_positive({"server.max_connection_age_grace_seconds":
+                      settings.server.max_connection_age_grace_seconds})
     for proxy in settings.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -123,3 +123,27 @@ def test_client_config_key_metadata_and_tls_switch() -> None:
     assert ClientConfig(target="x:1", api_key="k").metadata() == (("authorization", "Bearer k"),)
     assert not ClientConfig(target="x:1").secure
     assert ClientConfig(target="x:1", tls=True).secure
+
+
+async def test_round_robin_spreads_calls_over_every_address_of_the_target(
+    gateway, emulator
+) -> None:
+    """What a headless Service gives the client (one address per pod): calls reach them all."""
+    recorders = [MetadataRecorder(), MetadataRecorder()]
+    servers = []
+    for recorder in recorders:
+        server = GrpcServer(ServerSettings(grpc_listen="127.0.0.1:0", grace_seconds=0.5),
+                            gateway.operations, interceptors=[recorder])
+        await server.start("127.0.0.1:0")
+        servers.append(server)
+    thread_id, (message_id,) = new_thread(emulator, 1)
+    target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    try:
+        async with AsyncMessagesGatewayClient(target, timeout=5) as client:
+            for _ in range(20):
+                assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id
+        served = [len(r.seen) for r in recorders]
+        assert sum(served) == 20 and min(served) >= 5, served
+    finally:
+        for server in servers:
+            await server.drain(0.1)
