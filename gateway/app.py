@@ -17,7 +17,8 @@ from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
 from gateway.metrics_server import MetricsServer
-from gateway.operations.idempotency import IdempotencyStore
+from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
+from gateway.operations.shared_idempotency import SharedIdempotency
 from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
 from gateway.operations.ownership import Ownership
@@ -49,6 +50,8 @@ class Gateway:
     #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
     metrics: MetricsServer | None = None
     key_watch: UpstreamKeyWatch | None = None
+    #: The shared idempotency window, when it lives in Redis (closed at stop).
+    shared_idempotency: SharedIdempotency | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
@@ -66,6 +69,8 @@ class Gateway:
         if self.authenticator is not None:
             await self.authenticator.limits.aclose()
         await self.operations.cache.close()
+        if self.shared_idempotency is not None:
+            await self.shared_idempotency.close()
         await self.upstream.aclose()
         # Last, so the drain itself stays observable; in a thread, as the server's shutdown
         # waits for its polling loop.
@@ -78,6 +83,20 @@ def build_limits(auth: AuthSettings) -> Limits:
         return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
                            auth.failed_auth_window_seconds)
     return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
+
+
+def build_idempotency(settings: Settings) -> IdempotencyWindow:
+    """In Redis (shared by every worker and replica) when configured, else in-process."""
+    r, cache = settings.reliability, settings.cache
+    backend = r.idempotency_backend
+    if backend == "auto":
+        backend = "redis" if cache.backend == "redis" else "memory"
+    if backend == "memory":
+        return IdempotencyStore(r.idempotency_window_seconds, r.idempotency_max_entries)
+    return SharedIdempotency(
+        url=cache.redis_url, prefix=cache.redis_key_prefix, window=r.idempotency_window_seconds,
+        max_entries=r.idempotency_max_entries, op_timeout=cache.redis_op_timeout_seconds,
+        breaker_seconds=cache.redis_breaker_seconds, max_connections=cache.redis_max_connections)
 
 
 def build_ownership(auth: AuthSettings) -> Ownership:
@@ -116,13 +135,9 @@ async def start_gateway(settings: Settings) -> Gateway:
     check_base_urls(settings)  # settings built in code skip load_settings' checks
     ownership = build_ownership(settings.auth)  # before anything that needs closing
     upstream = UpstreamPool(settings)
-    operations = MessageOperations(
-        upstream,
-        IdempotencyStore(settings.reliability.idempotency_window_seconds,
-                         settings.reliability.idempotency_max_entries),
-        build_cache(settings.cache),
-        ownership,
-    )
+    window = build_idempotency(settings)
+    shared = window if isinstance(window, SharedIdempotency) else None
+    operations = MessageOperations(upstream, window, build_cache(settings.cache), ownership)
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
     if settings.auth.enabled:
@@ -167,7 +182,7 @@ async def start_gateway(settings: Settings) -> Gateway:
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names))
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch)
+                   http_port, authenticator, reloader, metrics, key_watch, shared)
 
 
 async def serve(settings: Settings) -> None:

@@ -131,6 +131,9 @@ class ReliabilitySettings:
     #: How long the result of a create with an idempotency key is remembered.
     idempotency_window_seconds: float = 3600.0
     idempotency_max_entries: int = 100_000
+    #: Where the window lives: "memory" (per process), "redis" (shared by every worker and
+    #: replica, on the cache's Redis settings) or "auto" (redis when cache.backend is "redis").
+    idempotency_backend: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,8 @@ def check_base_urls(settings: Settings) -> None:
 
 
 def check_reliability(r: ReliabilitySettings) -> None:
+    if r.idempotency_backend not in {"auto", "memory", "redis"}:
+        raise ConfigError("reliability.idempotency_backend must be 'auto', 'memory' or 'redis'")
     if not 1 <= r.max_attempts <= 5:
         raise ConfigError("reliability.max_attempts must be between 1 and 5")
     positive = {
