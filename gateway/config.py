@@ -58,6 +58,9 @@ class ServerSettings:
     max_http_connections: int = 1000
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
+    #: Worker processes sharing the ports (gateway/supervisor.py): a whole number >= 1, or
+    #: "auto" (the CPUs this process may use, or the container's CPU quota if lower).
+    workers: int | str = 1
     reflection: bool = True
     #: "uvloop" (measured faster, docs/benchmarks.md) or "asyncio" (the standard library's loop).
     event_loop: str = "uvloop"
@@ -358,6 +361,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{key} must be a finite number")
         return number
+    if hint == int | str:  # a number or a keyword (server.workers: 4 or "auto")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key} must be an integer or a string")
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string")

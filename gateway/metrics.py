@@ -23,8 +23,11 @@ UPSTREAM_LATENCY = Histogram("gateway_upstream_duration_seconds", "Upstream exch
                              ("operation",), buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 UPSTREAM_RETRIES = Counter("gateway_upstream_retries_total", "Upstream retries by reason.",
                            ("reason",), registry=REGISTRY)
-CIRCUIT_STATE = Gauge("gateway_circuit_open", "1 while the upstream circuit of a profile is open.",
-                      ("profile",), registry=REGISTRY)
+# multiprocess_mode: how the supervisor merges the workers' values (gateway/supervisor.py);
+# without workers it is ignored.
+CIRCUIT_STATE = Gauge("gateway_circuit_open", "1 while the upstream circuit of a profile is open "
+                      "(in any worker).", ("profile",), registry=REGISTRY,
+                      multiprocess_mode="livemax")
 STREAM_ITEMS = Counter("gateway_stream_items_total", "Items sent on server streams.",
                        ("method",), registry=REGISTRY)
 STREAM_PAGES = Counter("gateway_stream_pages_total", "Pages sent on server streams.",
@@ -32,8 +35,8 @@ STREAM_PAGES = Counter("gateway_stream_pages_total", "Pages sent on server strea
 CACHE_EVENTS = Counter("gateway_cache_events_total",
                        "Cache outcomes: hit, miss, bypass, eviction, singleflight_join, error.",
                        ("backend", "event"), registry=REGISTRY)
-CACHE_BYTES = Gauge("gateway_cache_bytes", "Bytes held by the in-process cache.",
-                    registry=REGISTRY)
+CACHE_BYTES = Gauge("gateway_cache_bytes", "Bytes held by the in-process cache (every worker's).",
+                    registry=REGISTRY, multiprocess_mode="livesum")
 AUTH_FAILURES = Counter("gateway_auth_failures_total", "Rejected consumer authentications.",
                         ("reason",), registry=REGISTRY)
 RATE_LIMITED = Counter("gateway_rate_limited_total", "Calls refused by a consumer limit.",
@@ -63,7 +66,8 @@ CALLS_REFUSED = Counter("gateway_calls_refused_total",
                         ("reason",), registry=REGISTRY)
 UPSTREAM_KEY_MISSING = Gauge("gateway_upstream_key_missing",
                              "1 while a profile has no upstream key (the consumer service is "
-                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY)
+                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY,
+                             multiprocess_mode="livemax")
 HTTP_CONNECTIONS_CLOSED = Counter("gateway_http_connections_closed_total",
                                   "HTTP connections closed by a bound, by reason (header_timeout, "
                                   "body_timeout, evicted, connection_limit, headers_too_large).", ("reason",),
