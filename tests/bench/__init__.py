@@ -29,7 +29,8 @@ from types import ModuleType
 from typing import Any
 
 #: Every suite the project knows, in the order they run.
-SUITES = ["upstream_transport", "gateway_unary", "streaming", "cache", "rest", "auth", "ownership"]
+SUITES = ["upstream_transport", "gateway_unary", "streaming", "cache", "rest", "auth", "ownership",
+          "workers"]
 PACKAGE = __name__
 RESULTS_PATH = Path(__file__).resolve().parents[2] / ".bench" / "results.json"
 
