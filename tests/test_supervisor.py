@@ -28,6 +28,7 @@ from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import ConfigError, load_settings
 from gateway.config_checks import usable_cpus, worker_count
 from gateway.demo import free_port
+from tests.cache.conftest import redis_address, redis_prefix, redis_url  # noqa: F401 - fixtures
 from tests.conftest import EMULATOR_KEY
 from tests.test_metrics import samples
 
@@ -204,6 +205,73 @@ async def test_metrics_are_served_once_summed_over_the_workers(supervised, emula
     values = samples(text)
     key = ("gateway_calls_total", (("code", "OK"), ("face", "grpc"), ("method", "GetThread")))
     assert values[key] == 30.0
+
+
+async def test_keyed_creates_over_two_worker_processes_make_one_upstream_create(
+    emulator, tmp_path, redis_url, redis_prefix
+) -> None:
+    """The shared idempotency window across real worker processes (cache on Redis)."""
+    gateway = Supervised(tmp_path, emulator.base_url, env={
+        "GATEWAY_CACHE_BACKEND": "redis", "GATEWAY_CACHE_REDIS_URL": redis_url,
+        "GATEWAY_CACHE_REDIS_KEY_PREFIX": redis_prefix,
+        "GATEWAY_CACHE_REDIS_OP_TIMEOUT_SECONDS": "1.0"})
+    try:
+        await gateway.ready()
+        thread_id = emulator.store.create_thread()["id"]
+        emulator.log.clear()
+        emulator.faults.add("createMessage", "latency", seconds=0.3, times=1)
+        request = pb.CreateMessageRequest(thread_id=thread_id, role=pb.ROLE_USER, content="x",
+                                          request_id="one-order")
+        # A local subchannel pool each: channels to one target otherwise share one connection.
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}",
+                                              options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(16)]
+        try:
+            replies = await asyncio.gather(*(
+                pb_grpc.MessagesServiceStub(channels[i % 16]).CreateMessage(request, timeout=10)
+                for i in range(100)))
+        finally:
+            for channel in channels:
+                await channel.close()
+        assert emulator.log.count("createMessage") == 1
+        assert len({r.id for r in replies}) == 1
+        assert workers_seen(gateway, "grpc") == {0, 1}
+    finally:
+        assert await gateway.stop() == 0
+
+
+async def test_redis_rate_limits_hold_across_workers(emulator, tmp_path, redis_url,
+                                                     redis_prefix) -> None:
+    """auth.limits_backend = "redis": a consumer's burst is one burst for all workers (with
+    "local" each worker would grant it in full)."""
+    store = tmp_path / "credentials.json"
+    out = subprocess.run([sys.executable, "-m", "gateway", "keys", "--store", str(store),
+                          "create", "--consumer", "c", "--scopes", "read"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    key = out.stdout.strip().splitlines()[-1]
+    gateway = Supervised(tmp_path, emulator.base_url, env={
+        "GATEWAY_AUTH_ENABLED": "true", "GATEWAY_AUTH_STORE_PATH": str(store),
+        "GATEWAY_AUTH_THREAD_ACCESS": "open", "GATEWAY_AUTH_RATE_PER_SECOND": "0.1",
+        "GATEWAY_AUTH_BURST": "5", "GATEWAY_AUTH_LIMITS_BACKEND": "redis",
+        "GATEWAY_AUTH_REDIS_URL": redis_url, "GATEWAY_AUTH_REDIS_PREFIX": redis_prefix})
+    try:
+        await gateway.ready()
+        thread_id = emulator.store.create_thread()["id"]
+        codes = []
+        for _ in range(20):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+                try:
+                    await pb_grpc.ThreadsServiceStub(channel).GetThread(
+                        pb.GetThreadRequest(thread_id=thread_id),
+                        metadata=(("authorization", f"Bearer {key}"),), timeout=10)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as exc:
+                    codes.append(exc.code())
+        assert 5 <= codes.count(grpc.StatusCode.OK) <= 6, codes  # burst + at most one refill
+        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert {e["worker"] for e in gateway.events("call")} == {0, 1}
+    finally:
+        assert await gateway.stop() == 0
 
 
 async def test_a_worker_whose_start_is_refused_stops_the_supervisor_with_2(emulator,
