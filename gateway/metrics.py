@@ -59,7 +59,7 @@ IDEMPOTENCY_FALLBACKS = Counter("gateway_idempotency_fallbacks_total",
                                 "Keyed creates the shared (Redis) idempotency window could not "
                                 "serve (answered by the in-process window and the upstream marker "
                                 "look-up) or record, by why (redis_error, breaker_open, "
-                                "finish_failed).", ("why",), registry=REGISTRY)
+                                "pool_full, finish_failed).", ("why",), registry=REGISTRY)
 CALLS_REFUSED = Counter("gateway_calls_refused_total",
                         "gRPC calls refused before they were served, by reason (request_timeout, "
                         "pending_evicted, concurrency, no_request, undecodable_request).",

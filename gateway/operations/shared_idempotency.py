@@ -82,7 +82,7 @@ return 1
 
 
 class _Unavailable(Exception):
-    """Redis did not answer in time or failed (``why``: redis_error, breaker_open)."""
+    """Redis did not answer in time or failed (``why``: redis_error, breaker_open, pool_full)."""
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
@@ -132,8 +132,10 @@ class SharedIdempotency:
     # -- Redis, never cancelled ------------------------------------------------------------------
 
     async def _run(self, command: Callable[[], Awaitable[T]], stage: str) -> T:
-        if time.monotonic() < self._open_until or len(self._pending) >= self._max_pending:
+        if time.monotonic() < self._open_until:
             raise _Unavailable("breaker_open")
+        if len(self._pending) >= self._max_pending:
+            raise _Unavailable("pool_full")
         task = asyncio.ensure_future(command())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
