@@ -120,7 +120,19 @@ class Supervisor:
                 return
             worker.backoff = min(RESTART_MAX_SECONDS, worker.backoff * 2)
             worker.restarts += 1
-            await self._spawn(worker)
+            while not self._stopping.is_set():
+                try:
+                    await self._spawn(worker)
+                    break
+                except OSError as exc:  # no process could be made (EAGAIN, EMFILE): later
+                    log.error("worker_spawn_failed", worker=worker.index, error=str(exc),
+                              retry_in_seconds=worker.backoff)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(worker.backoff):
+                            await self._stopping.wait()
+            if self._stopping.is_set() and (worker.process is None
+                                            or worker.process.returncode is not None):
+                return
 
     def _forget(self, pid: int) -> None:
         """Drop a dead worker's live gauges from the shared metrics."""
@@ -163,8 +175,8 @@ class Supervisor:
                      http_listen=self.settings.server.http_listen or None,
                      metrics_listen=self.settings.server.metrics_listen or None)
             await self._stopping.wait()
-            await self._stop()
         finally:
+            await self._stop()  # also when start-up failed half-way: no worker is left behind
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             if self._metrics is not None:
