@@ -12,10 +12,11 @@ gateway's own ``gateway_calls_total`` must show no code other than OK.
 
 The ratio is 2 workers' calls/s over 1 worker's, same run, same machine: both gateways run from
 the start and are measured in alternating rounds, and the ratio is the median of the REPEATS
-per-round ratios, each run with new connections. With 4 connections the kernel's SO_REUSEPORT hash decides how
-they split over the workers (4:0 happens one time in 8, and then one worker does all the work),
-so every run is shown and a 16-connection row is reported too. On a 2-core machine h2load and nginx share the cores with the
-workers: the ratio is what a second core buys once they have taken their part.
+per-round ratios, each run with new connections. With 4 connections the kernel's SO_REUSEPORT
+hash decides how they split over the workers (4:0 happens one time in 8, and then one worker
+does all the work), so every run is shown and a 16-connection row is reported too. On a 2-core
+machine h2load and nginx share the cores with the workers: the ratio is what a second core buys
+once they have taken their part.
 """
 
 from __future__ import annotations

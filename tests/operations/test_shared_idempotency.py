@@ -15,7 +15,13 @@ from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway import metrics
 from gateway.app import start_gateway
 from gateway.config import CacheSettings
-from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, UpstreamErrorInfo
+from gateway.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    UpstreamErrorInfo,
+)
 from gateway.operations.shared_idempotency import SharedIdempotency
 from tests.conftest import gateway_settings
 
