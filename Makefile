@@ -57,9 +57,14 @@ $(BUF_DEPS_STAMP): $(STAMP) tools/googleapis.sha256
 		|| (echo "googleapis protos differ from tools/googleapis.sha256"; exit 1)
 	touch $@
 
-$(STAMP): pyproject.toml
+# pip, setuptools and the runtime dependencies (transitive ones included) from the image's lock
+# files, hashes checked; then the project and its dev tools (pinned in pyproject.toml) on top.
+LOCKS := deploy/build-requirements.lock deploy/requirements.lock
+
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --require-hashes --no-deps -r deploy/build-requirements.lock
+	$(PY) -m pip install -q --require-hashes --no-deps -r deploy/requirements.lock
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

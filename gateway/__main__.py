@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return keys_cli.run(args)
     if args.command == "emulator":
-        from gateway.emulator.server import serve as serve_emulator
+        try:
+            from gateway.emulator.server import serve as serve_emulator
+        except ModuleNotFoundError:
+            # The production image leaves the emulator out (deploy/Dockerfile).
+            print("gateway: the emulator is not installed here (production image); use the dev "
+                  "image (docker build --target dev) or a source checkout", file=sys.stderr)
+            return 2
 
         try:
             parse_listen(args.listen, "--listen")

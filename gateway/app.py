@@ -6,6 +6,7 @@ import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -16,7 +17,7 @@ from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
-from gateway.metrics_server import MetricsServer
+from gateway.metrics_server import MetricsServer, Readiness
 from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
 from gateway.operations.shared_idempotency import SharedIdempotency
 from gateway.cache import build_cache
@@ -26,7 +27,11 @@ from gateway.pipeline import Pipeline
 from gateway.rest import HttpServer, create_app
 from gateway.rpc.server import GrpcServer
 from gateway.upstream.pool import UpstreamPool, all_profiles
+from gateway.tracing import Tracing, build_tracing
 from gateway.upstream.startup import UpstreamKeyWatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger("gateway")
 
@@ -50,6 +55,8 @@ class Gateway:
     #: The Prometheus endpoint, when ``server.metrics_listen`` is set.
     metrics: MetricsServer | None = None
     key_watch: UpstreamKeyWatch | None = None
+    #: None when tracing is off.
+    tracing: Tracing | None = None
     #: The shared idempotency window, when it lives in Redis (closed at stop).
     shared_idempotency: SharedIdempotency | None = None
 
@@ -72,6 +79,9 @@ class Gateway:
         if self.shared_idempotency is not None:
             await self.shared_idempotency.close()
         await self.upstream.aclose()
+        if self.tracing is not None:
+            # Exports the spans still batched; blocking (the exporter's own thread and channel).
+            await asyncio.to_thread(self.tracing.shutdown)
         # Last, so the drain itself stays observable; in a thread, as the server's shutdown
         # waits for its polling loop.
         if self.metrics is not None:
@@ -130,10 +140,13 @@ def server_credentials(server: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
-async def start_gateway(settings: Settings) -> Gateway:
-    """Build every piece inside the running loop (grpc.aio and httpx must not cross loops)."""
+async def start_gateway(settings: Settings, *,
+                        span_exporter: SpanExporter | None = None) -> Gateway:
+    """Build every piece inside the running loop (grpc.aio and httpx must not cross loops).
+    ``span_exporter``: where spans go instead of OTLP (tests); it turns tracing on."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
     ownership = build_ownership(settings.auth)  # before anything that needs closing
+    tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter
     upstream = UpstreamPool(settings)
     window = build_idempotency(settings)
     shared = window if isinstance(window, SharedIdempotency) else None
@@ -155,7 +168,8 @@ async def start_gateway(settings: Settings) -> Gateway:
     pipeline = Pipeline(
         authenticator, default_timeout=settings.server.default_timeout_seconds,
         forward_headers=frozenset(
-            h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA)
+            h.lower() for h in settings.upstream.allowed_extra_headers) - FORBIDDEN_EXTRA,
+        tracing=tracing)
     grpc_server = GrpcServer(settings.server, operations, pipeline,
                              credentials=server_credentials(settings.server))
     key_watch = UpstreamKeyWatch(all_profiles(settings), grpc_server.set_consumer_ready,
@@ -175,14 +189,29 @@ async def start_gateway(settings: Settings) -> Gateway:
             await upstream.aclose()
             raise
     listen = settings.server.metrics_listen
-    metrics = MetricsServer(listen) if listen else None
+    metrics = MetricsServer(listen, readiness(key_watch, grpc_server)) if listen else None
     log.info("gateway_started", grpc_port=port, http_port=http_port or None,
              metrics_port=metrics.port if metrics else None,
              upstream=settings.upstream.base_url, auth=settings.auth.enabled,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
-             profiles=sorted(upstream.names))
+             profiles=sorted(upstream.names),
+             tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch, shared)
+                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared)
+
+
+def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness:
+    """Why the consumer service is NOT_SERVING, for the metrics port's ``/readyz`` (read from
+    its thread: one attribute read each, no lock needed)."""
+
+    def reasons() -> list[dict[str, str]]:
+        found = [{"reason": reason, "profile": profile}
+                 for profile, reason in sorted(key_watch.problems.items())]
+        if grpc_server.draining:
+            found.append({"reason": "draining"})
+        return found
+
+    return reasons
 
 
 async def serve(settings: Settings) -> None:

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config_checks import ConfigError, check_all, parse_listen  # noqa: F401 - the API
+from gateway.config_checks import (  # noqa: F401 - the API
+    RESOURCE_ENV,
+    ConfigError,
+    check_all,
+    parse_listen,
+    parse_resource_attributes,
+)
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -220,6 +226,22 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing, OFF by default (``gateway.tracing``)."""
+
+    enabled: bool = False
+    #: OTLP/gRPC collector: ``http://HOST:PORT`` (plaintext) or ``https://HOST:PORT`` (TLS).
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    #: Share of new traces recorded (0 to 1); a consumer's sampled flag is followed as is.
+    sampling_ratio: float = 1.0
+    service_name: str = "messages-gateway"
+    #: ``key=value`` resource attributes, over those of ``OTEL_RESOURCE_ATTRIBUTES``.
+    resource_attributes: tuple[str, ...] = ()
+    #: Seconds one export may take (spans of a slow collector are dropped, never waited for).
+    export_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
@@ -229,6 +251,7 @@ class Settings:
     #: Extra upstream profiles by name (from ``[profiles.NAME]`` tables; file only, no env).
     profiles: tuple[ProfileSettings, ...] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like the file)."""
@@ -271,6 +294,11 @@ def load_settings(
             if env_name in environ:
                 values[key] = _from_env(environ[env_name], typing.get_type_hints(cls)[key],
                                         f"{f.name}.{key}", env_name)
+        if f.name == "tracing" and RESOURCE_ENV in environ:
+            # The OpenTelemetry variable, read here like every other: the file's pairs win.
+            values["resource_attributes"] = (
+                *parse_resource_attributes(environ[RESOURCE_ENV], RESOURCE_ENV),
+                *values.get("resource_attributes", ()))
         built[f.name] = _build(cls, values, f.name)
     settings = Settings(**built)
     check_settings(settings)

@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 from gateway.headers import FORBIDDEN_EXTRA
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gateway.config import CacheSettings, ReliabilitySettings, Settings
+    from gateway.config import CacheSettings, ReliabilitySettings, Settings, TracingSettings
+
+#: The OpenTelemetry variable of resource attributes (``k=v,k2=v2``, values percent-encoded).
+RESOURCE_ENV = "OTEL_RESOURCE_ATTRIBUTES"
+#: Resource attribute keys: what OpenTelemetry's attribute names are made of.
+_ATTRIBUTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,254}")
 
 
 class ConfigError(ValueError):
@@ -139,6 +144,7 @@ def check_all(settings: Settings) -> None:
         raise ConfigError("server.tls_client_ca needs server.tls_cert and server.tls_key")
     check_auth(settings)
     _check_cache(settings.cache)
+    check_tracing(settings.tracing)
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format must be 'json' or 'console'")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
@@ -243,3 +249,43 @@ def _check_cache(cache: CacheSettings) -> None:
     for name in ("get_message", "list_messages", "get_message_file", "list_message_files"):
         if getattr(cache, f"{name}_ttl_seconds") < 0:
             raise ConfigError(f"cache.{name}_ttl_seconds must be 0 (off) or more")
+
+
+def parse_resource_attributes(text: str, key: str) -> tuple[str, ...]:
+    """``k=v,k2=v2`` (``OTEL_RESOURCE_ATTRIBUTES``) as ``("k=v", "k2=v2")``; a pair without a
+    key or ``=`` is an error naming ``key`` (values are never echoed: one may be private)."""
+    pairs = tuple(part.strip() for part in text.split(",") if part.strip())
+    for pair in pairs:
+        check_resource_attribute(pair, key)
+    return pairs
+
+
+def check_resource_attribute(pair: str, key: str) -> tuple[str, str]:
+    name, sep, value = pair.partition("=")
+    name = name.strip()
+    if not sep or not _ATTRIBUTE_KEY.fullmatch(name):
+        raise ConfigError(f"{key}: each resource attribute must be key=value with a key of "
+                          "letters, digits, '.', '_' or '-'")
+    if not value.strip().isprintable():
+        raise ConfigError(f"{key}: the value of resource attribute {name!r} is not printable")
+    return name, value.strip()
+
+
+def check_tracing(tracing: TracingSettings) -> None:
+    if not 0.0 <= tracing.sampling_ratio <= 1.0:
+        raise ConfigError("tracing.sampling_ratio must be between 0 and 1")
+    url = urlsplit(tracing.otlp_endpoint)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme not in {"http", "https"} or not url.hostname or port is None:
+        raise ConfigError("tracing.otlp_endpoint must be http://HOST:PORT or https://HOST:PORT")
+    if url.path.strip("/") or url.query or url.fragment or url.username or url.password:
+        raise ConfigError("tracing.otlp_endpoint must have no path, query, fragment or "
+                          "credentials (OTLP/gRPC: the collector's HOST:PORT)")
+    if not tracing.service_name or not tracing.service_name.isprintable():
+        raise ConfigError("tracing.service_name must be a printable, non-empty string")
+    for pair in tracing.resource_attributes:
+        check_resource_attribute(pair, "tracing.resource_attributes")
+    require_positive({"tracing.export_timeout_seconds": tracing.export_timeout_seconds})

@@ -14,9 +14,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.errors import DeadlineExceeded, GatewayError
 from gateway.headers import forwardable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.tracing import CallTrace
 
 
 def _request_id() -> str:
@@ -64,6 +68,10 @@ class CallContext:
     cache: str | None = None
     #: Upstream headers (and the cache's) to return as response metadata (lower-case names).
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: The consumer's ``traceparent`` / ``tracestate``, when it sent either (else None).
+    trace_carrier: dict[str, str] | None = None
+    #: The call's spans while tracing is on (``gateway.tracing``); None when it is off.
+    trace: CallTrace | None = None
 
     @classmethod
     def internal(cls, method: str = "internal", timeout: float | None = None) -> CallContext:

@@ -22,6 +22,13 @@ TIMEOUT = "x-gateway-timeout"
 OPENAI_BETA = "openai-beta"
 BETA_VALUE = "assistants=v1"
 
+#: W3C Trace Context (tracing on): continued by the call's span, passed on upstream as the
+#: upstream attempt's own. A repeated ``traceparent`` is ambiguous: the call starts a new trace.
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+#: The longest tracestate the W3C allows (32 members); a longer one is dropped whole.
+MAX_TRACESTATE_CHARS = 512
+
 #: Longest request id and cache-control value kept; longer ones are cut.
 MAX_VALUE_CHARS = 128
 

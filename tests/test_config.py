@@ -93,3 +93,48 @@ def test_cache_section_from_file_and_environment(tmp_path: Path) -> None:
     assert settings.cache.get_message_ttl_seconds == 5.0
     assert settings.cache.max_entries == 42
     assert load_settings(None, environ={}).cache.backend == "memory"
+
+
+def test_tracing_is_off_by_default_and_reads_its_section(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).tracing.enabled is False
+    path = write(tmp_path, '[tracing]\nenabled = true\notlp_endpoint = "https://otel.internal:4317"'
+                 '\nsampling_ratio = 0.25\nresource_attributes = ["team=platform"]\n')
+    tracing = load_settings(path, environ={"GATEWAY_TRACING_SERVICE_NAME": "gw-eu"}).tracing
+    assert (tracing.enabled, tracing.otlp_endpoint, tracing.sampling_ratio, tracing.service_name,
+            tracing.resource_attributes) == (True, "https://otel.internal:4317", 0.25, "gw-eu",
+                                             ("team=platform",))
+
+
+def test_otel_resource_attributes_are_read_and_the_file_wins(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tracing]\nresource_attributes = ["team=platform"]\n')
+    tracing = load_settings(path, environ={
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, team=other"}).tracing
+    # Later pairs win when the resource is built: the file's come last.
+    assert tracing.resource_attributes == ("deployment.environment=prod", "team=other",
+                                           "team=platform")
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[tracing]\nsampling_ratio = 1.5\n', "tracing.sampling_ratio"),
+    ('[tracing]\nsampling_ratio = -0.1\n', "tracing.sampling_ratio"),
+    ('[tracing]\nsampling_ratio = nan\n', "tracing.sampling_ratio"),
+    ('[tracing]\notlp_endpoint = "otel:4317"\n', "tracing.otlp_endpoint"),
+    ('[tracing]\notlp_endpoint = "http://otel"\n', "tracing.otlp_endpoint"),
+    ('[tracing]\notlp_endpoint = "http://otel:4317/v1/traces"\n', "tracing.otlp_endpoint"),
+    ('[tracing]\notlp_endpoint = "http://user:pw@otel:4317"\n', "tracing.otlp_endpoint"),
+    ('[tracing]\notlp_endpoint = "http://otel:99999"\n', "tracing.otlp_endpoint"),
+    ('[tracing]\nservice_name = ""\n', "tracing.service_name"),
+    ('[tracing]\nresource_attributes = ["novalue"]\n', "tracing.resource_attributes"),
+    ('[tracing]\nresource_attributes = ["=v"]\n', "tracing.resource_attributes"),
+    ('[tracing]\nexport_timeout_seconds = 0\n', "tracing.export_timeout_seconds"),
+    ('[tracing]\nenabled = "yes"\n', "tracing.enabled"),
+])
+def test_invalid_tracing_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(write(tmp_path, text), environ={})
+
+
+def test_a_bad_otel_resource_attributes_names_the_variable_not_the_value() -> None:
+    with pytest.raises(ConfigError, match="OTEL_RESOURCE_ATTRIBUTES") as caught:
+        load_settings(None, environ={"OTEL_RESOURCE_ATTRIBUTES": "ok=1,secret-token-only"})
+    assert "secret-token-only" not in str(caught.value)

@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
+from gateway.metrics import consumer_label
 from gateway.cache.backend import Backend, Entry, Lookup
 from gateway.cache.keys import CacheKey, list_scope, make_key, message_scope, thread_scope
 from gateway.cache.memory import MemoryBackend
@@ -98,8 +99,14 @@ class ResponseCache:
     def _count(self, event: str) -> None:
         _event_counter(self.backend_name, event).inc()
 
+    def _looked_up(self, call: CallContext, outcome: str) -> None:
+        _lookup_counter(self.backend_name, outcome, call.consumer, call.tenant).inc()
+
     @staticmethod
-    def _mark(call: CallContext, outcome: str, age: float = 0.0) -> None:
+    def _mark(call: CallContext, outcome: str, age: float = 0.0, span: Any = None) -> None:
+        if span is not None:
+            span.set_attribute("gateway.cache.outcome", outcome)
+            span.end()
         call.cache = outcome
         call.response_headers[X_CACHE] = outcome
         if outcome != "bypass":
@@ -120,27 +127,36 @@ class ResponseCache:
         ``fetch(ctx)`` asks the upstream under the context it is given: the call's own, or a
         flight's copy of it when the fetch is shared."""
         ttl = self.policy.ttl(operation)
+        # The look-up's span (tracing on): from here to the outcome, which ends it.
+        span = None if call.trace is None else call.trace.start(
+            "cache.lookup", {"gateway.cache.backend": self.backend_name,
+                             "gateway.cache.operation": operation})
         wanted = directive(call.cache_control)
         if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
                 or options_bypass(options) or call.forward_headers):
-            self._count("bypass")
-            self._mark(call, "bypass")
+            self._looked_up(call, "bypass")
+            self._mark(call, "bypass", span=span)
             return await fetch(call)
         merged = dict(query)
         if options.extra_query:  # usually empty; a map update is not free even then
             merged.update(options.extra_query)
         key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
-        lookup = await self.backend.lookup(key)
+        try:
+            lookup = await self.backend.lookup(key)
+        except BaseException:
+            if span is not None:
+                span.end()
+            raise
         if not lookup.available:
-            self._count("bypass")
-            self._mark(call, "bypass")
+            self._looked_up(call, "bypass")
+            self._mark(call, "bypass", span=span)
             return await fetch(call)
         if wanted is Directive.USE and lookup.entry is not None:
-            self._count("hit")
-            self._mark(call, "hit", time.time() - lookup.entry.stored_at)
+            self._looked_up(call, "hit")
+            self._mark(call, "hit", time.time() - lookup.entry.stored_at, span)
             return message_type.FromString(lookup.entry.payload)
-        self._count("miss")
-        self._mark(call, "miss")
+        self._looked_up(call, "miss")
+        self._mark(call, "miss", span=span)
         if wanted is Directive.REFRESH:
             # The consumer asked for an answer fetched after its request: no joining.
             fetched = await self._fill(key, lookup, ttl, fetch, call)
@@ -205,6 +221,15 @@ class ResponseCache:
         await self._flights.close()
         if self.backend is not None:
             await self.backend.close()
+
+
+@functools.cache
+def _lookup_counter(backend: str, outcome: str, consumer: str | None, profile: str) -> Any:
+    """Cleared when the labelled consumer names change (``metrics.on_consumer_names_change``)."""
+    return metrics.CACHE_LOOKUPS.labels(backend, outcome, consumer_label(consumer), profile)
+
+
+metrics.on_consumer_names_change(_lookup_counter.cache_clear)
 
 
 @functools.cache

@@ -124,7 +124,8 @@ class Authenticator:
         else:
             wait = await self.limits.take(principal.consumer, principal.limit)
         if wait is not None:
-            metrics.RATE_LIMITED.labels("rate").inc()
+            metrics.RATE_LIMITED.labels("rate", metrics.consumer_label(principal.consumer),
+                                        principal.profile).inc()
             raise ResourceExhausted("the consumer's request rate limit is exceeded",
                                     reason="CONSUMER_RATE_LIMITED", retry_after=wait)
         return principal
@@ -214,7 +215,8 @@ class Authenticator:
         """A stream lease for ``principal``; ResourceExhausted at the concurrent-stream limit."""
         lease = await self.limits.open_stream(principal.consumer, principal.limit, lifetime)
         if lease is None:
-            metrics.RATE_LIMITED.labels("streams").inc()
+            metrics.RATE_LIMITED.labels("streams", metrics.consumer_label(principal.consumer),
+                                        principal.profile).inc()
             raise ResourceExhausted(
                 "the consumer has too many open streams", reason="CONSUMER_STREAM_LIMIT",
                 retry_after=1.0)

@@ -29,17 +29,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from prometheus_client import Counter
 
 from gateway import metrics
 
 log = structlog.get_logger(__name__)
 
-LIMIT_BACKEND_ERRORS = Counter(
-    "gateway_limit_backend_errors_total",
-    "Limit checks admitted because the shared limit backend (Redis) failed.",
-    registry=metrics.REGISTRY,
-)
+LIMIT_BACKEND_ERRORS = metrics.LIMIT_BACKEND_ERRORS
 
 #: Peers whose failure counts are remembered locally (oldest evicted first): bounded memory
 #: whatever an attacker does with source addresses.

@@ -19,7 +19,6 @@ import os
 from collections.abc import Collection
 
 import structlog
-from prometheus_client import Counter
 
 from gateway import metrics
 from gateway.config import ConfigError
@@ -29,11 +28,8 @@ from gateway.credentials.store import Snapshot, StoreError
 
 log = structlog.get_logger(__name__)
 
-RELOADS = Counter("gateway_credentials_reloads_total", "Credentials store loads.",
-                  registry=metrics.REGISTRY)
-RELOAD_ERRORS = Counter("gateway_credentials_reload_errors_total",
-                        "Credentials store loads refused (the previous snapshot stays).",
-                        registry=metrics.REGISTRY)
+RELOADS = metrics.CREDENTIALS_RELOADS
+RELOAD_ERRORS = metrics.CREDENTIALS_RELOAD_ERRORS
 
 
 def _signature(path: str) -> tuple[int, int, int, int] | None:
@@ -77,6 +73,7 @@ class Reloader:
             return False
         self._signature = signature
         self.snapshot = Snapshot.of(data)
+        metrics.set_consumer_names(data.consumers)
         RELOADS.inc()
         unknown = sorted({c.profile for c in data.consumers.values()} - self._profiles)
         log.info("credentials_loaded", path=self.path, consumers=len(data.consumers),

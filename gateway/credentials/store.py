@@ -206,6 +206,10 @@ def read(path: str | os.PathLike[str]) -> StoreData:
         return StoreData()
     except OSError as exc:
         raise StoreError(f"cannot read the store {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # Not a store at all (a binary file, another encoding): refused like any broken store,
+        # not a traceback at start or a 'credentials_reload_error' on every tick.
+        raise StoreError(f"cannot read the store {path}: it is not UTF-8 text") from None
     return parse(text)
 
 

@@ -65,15 +65,42 @@ def open_call(
                     h.TIMEOUT, "must be a number of seconds greater than 0")])
             else:
                 seconds = parsed if timeout is None else min(seconds, parsed)
+        elif key == h.TRACEPARENT or key == h.TRACESTATE:
+            _trace_header(ctx, key, value)
+            if key in forward:
+                _forward(ctx, key, value)
         elif key in forward:
-            v = Violations()
-            check_header_value(v, key, value)
-            if v.items:
-                ctx.rejected = InvalidArgument.for_fields(v.items)
-            else:
-                ctx.forward_headers[key] = value
+            _forward(ctx, key, value)
     ctx.deadline = ctx.started + seconds
     return ctx
+
+
+def _forward(ctx: CallContext, key: str, value: str) -> None:
+    v = Violations()
+    check_header_value(v, key, value)
+    if v.items:
+        ctx.rejected = InvalidArgument.for_fields(v.items)
+    else:
+        ctx.forward_headers[key] = value
+
+
+def _trace_header(ctx: CallContext, key: str, value: str) -> None:
+    """Kept for the call span to continue (``gateway.tracing`` parses it; a malformed one starts
+    a new trace). Two traceparents are ambiguous: neither is followed. Several tracestate
+    values join as one list, as W3C says; a tracestate longer than the W3C allows is dropped."""
+    carrier = ctx.trace_carrier
+    if carrier is None:
+        carrier = ctx.trace_carrier = {}
+    if key == h.TRACEPARENT:
+        carrier[key] = "" if key in carrier else value
+        return
+    if key in carrier and not carrier[key]:
+        return  # already dropped
+    joined = f"{carrier[key]},{value}" if key in carrier else value
+    if not joined or len(joined) > h.MAX_TRACESTATE_CHARS:
+        carrier[key] = ""
+        return
+    carrier[key] = joined
 
 
 def _timeout(raw: str) -> float | None:

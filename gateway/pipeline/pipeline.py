@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
 
+from gateway import metrics
 from gateway.context import CallContext
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.credentials.scopes import scope_for
@@ -35,6 +37,7 @@ from gateway.errors import GatewayError, Internal, Resume, Unauthenticated, Unav
 from gateway.log import bind_call_fields, unbind_call_fields
 from gateway.pipeline import records
 from gateway.pipeline.opening import open_call
+from gateway.tracing import Tracing
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -54,8 +57,12 @@ class Pipeline:
         *,
         default_timeout: float,
         forward_headers: frozenset[str] = frozenset(),
+        tracing: Tracing | None = None,
     ) -> None:
         self._auth = authenticator
+        self._tracing = tracing
+        #: Admission, chosen once: with tracing off a call runs exactly what it ran without it.
+        self._admit = self._authenticate if tracing is None else self._admit_traced
         self.default_timeout = default_timeout
         #: Allow-listed header names a consumer may pass through to the upstream.
         self.forward_headers = forward_headers
@@ -79,7 +86,20 @@ class Pipeline:
             scope = self._scopes[method] = scope_for(method)
         return scope
 
-    async def _admit(self, ctx: CallContext) -> Principal | None:
+    async def _admit_traced(self, ctx: CallContext) -> Principal | None:
+        """``_admit`` with tracing on: the call's span starts, authentication has its own."""
+        assert self._tracing is not None
+        trace = ctx.trace = self._tracing.start_call(ctx)
+        if self._auth is None:
+            return await self._authenticate(ctx)
+        with trace.child("authenticate") as span:
+            principal = await self._authenticate(ctx)
+            if span.is_recording():
+                span.set_attribute("gateway.consumer", ctx.consumer or "anonymous")
+                span.set_attribute("gateway.profile", ctx.tenant)
+        return principal
+
+    async def _authenticate(self, ctx: CallContext) -> Principal | None:
         principal = None
         auth = self._auth
         if auth is not None:
@@ -140,6 +160,7 @@ class Pipeline:
         principal: Principal | None = None
         lease: str | None = None
         drained: asyncio.Future[Any] | None = None
+        open_gauge: Any = None
         # Bound around each step, not across yields: a face may consume the stream from
         # another task (Starlette sends a response from one of its own).
         token = bind_call_fields(ctx.request_id, ctx.method, ctx.face)
@@ -157,13 +178,15 @@ class Pipeline:
                         principal, UNBOUNDED_STREAM_LEASE_SECONDS if left is None
                         else min(left, UNBOUNDED_STREAM_LEASE_SECONDS))
                 walk = operation(request, ctx)
+                open_gauge = _open_streams(ctx.face, ctx.method)
+                open_gauge.inc()
             finally:
                 unbind_call_fields(token)
             async with contextlib.aclosing(walk) as walker:  # type: ignore[type-var]
                 # The first page is awaited without the drain race: nothing has reached the
                 # consumer yet (no resume point to hand over; the server's grace covers the
                 # wait), and the race's task and wait cost ~0.5-1 ms of the time to first page.
-                page = await self._step(ctx, anext(walker, _END))
+                page = await self._step(ctx, anext(walker, _END), 1)
                 while page is not _END:
                     if principal is not None and not self._auth.still_valid(  # type: ignore[union-attr]
                             principal):
@@ -177,7 +200,7 @@ class Pipeline:
                     yield page
                     if drained is None:
                         drained = asyncio.ensure_future(self.draining.wait())
-                    page = await self._step(ctx, self._next_page(walker, drained))
+                    page = await self._step(ctx, self._next_page(walker, drained), pages + 1)
         except GatewayError as exc:
             code, status = exc.grpc_code.name, int(exc.http_status)
             exc.details.resume = resume
@@ -194,6 +217,8 @@ class Pipeline:
             code, status = "CANCELLED", 499
             raise
         finally:
+            if open_gauge is not None:
+                open_gauge.dec()
             if drained is not None:
                 drained.cancel()
             if lease is not None and principal is not None:
@@ -204,10 +229,19 @@ class Pipeline:
             records.finish(ctx, code, status, items=items, pages=pages)
 
     @staticmethod
-    async def _step(ctx: CallContext, step: Awaitable[Any]) -> Any:
+    async def _step(ctx: CallContext, step: Awaitable[Any], number: int) -> Any:
+        """The stream's next page (``number``: its position), or ``_END``."""
         token = bind_call_fields(ctx.request_id, ctx.method, ctx.face)
         try:
-            return await step
+            if ctx.trace is None:
+                return await step
+            with ctx.trace.child("stream.page", {"gateway.stream.page": number}) as span:
+                page = await step
+                if page is _END:
+                    span.update_name("stream.end")  # the wait for the walk to say it is over
+                elif span.is_recording():
+                    span.set_attribute("gateway.stream.items", len(page.data))
+                return page
         finally:
             unbind_call_fields(token)
 
@@ -234,6 +268,12 @@ class Pipeline:
 
 
 _END: Any = object()
+
+
+@functools.cache
+def _open_streams(face: str, method: str) -> Any:
+    """The open-streams gauge child of one (face, method): ``labels()`` takes a lock."""
+    return metrics.STREAMS_OPEN.labels(face, method)
 
 
 async def _anext(pages: AsyncIterator[Any]) -> Any:

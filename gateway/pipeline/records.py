@@ -19,10 +19,13 @@ import structlog
 from gateway import metrics
 from gateway.context import CallContext
 from gateway.log import enabled as log_enabled
+from gateway.tracing import CallTrace
 
 log = structlog.get_logger("gateway.call")
 audit = structlog.get_logger("gateway.audit")
 
+#: The lines' trace fields with tracing off: none (one shared, never-written mapping).
+_UNTRACED: dict[str, Any] = {}
 #: gRPC code name → HTTP status, for the outcomes that are not a GatewayError.
 _PLAIN_HTTP = {"OK": 200, "CANCELLED": 499}
 
@@ -31,18 +34,25 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
            items: int | None = None, pages: int | None = None) -> None:
     """Count and log the call's outcome (``code``: a gRPC status code name)."""
     duration = time.monotonic() - ctx.started
-    calls, latency = _series(ctx.face, ctx.method, code)
+    calls, latency = _series(ctx.face, ctx.method, code, ctx.consumer, ctx.tenant)
     calls.inc()
     latency.observe(duration)
     if items is not None:
         stream_items, stream_pages = _stream_series(ctx.method)
         stream_items.inc(items)
         stream_pages.inc(pages or 0)
+    trace = ctx.trace
+    if trace is not None:
+        _finish_span(ctx, trace, code, http_status, response, items, pages)
     if not log_enabled(logging.INFO):
         return
     duration_ms = round(duration * 1000, 2)
     thread_id, message_id = _ids(ctx, response)
     extra: dict[str, Any] = {} if items is None else {"items": items, "pages": pages}
+    traced = _UNTRACED
+    if trace is not None:
+        traced = {"trace_id": trace.trace_id}
+        extra.update(traced)
     log.info(
         "call",
         request_id=ctx.request_id,
@@ -73,7 +83,28 @@ def finish(ctx: CallContext, code: str, http_status: int, response: Any = None,
         message_id=message_id,
         outcome=code,
         duration_ms=duration_ms,
+        **traced,
     )
+
+
+def _finish_span(ctx: CallContext, trace: CallTrace, code: str, http_status: int,
+                 response: Any, items: int | None, pages: int | None) -> None:
+    """The call span's outcome: what the audit line says, and the cache and upstream summary."""
+    thread_id, message_id = _ids(ctx, response)
+    attributes: dict[str, Any] = {"gateway.profile": ctx.tenant,
+                                  "gateway.upstream.calls": ctx.upstream_calls}
+    if ctx.consumer:
+        attributes["gateway.consumer"] = ctx.consumer
+    if ctx.cache:
+        attributes["gateway.cache.outcome"] = ctx.cache
+    if thread_id:
+        attributes["gateway.thread_id"] = thread_id
+    if message_id:
+        attributes["gateway.message_id"] = message_id
+    if items is not None:
+        attributes["gateway.stream.items"] = items
+        attributes["gateway.stream.pages"] = pages or 0
+    trace.finish(code, http_status, attributes)
 
 
 def plain_http_status(code: str) -> int:
@@ -94,11 +125,17 @@ def _ids(ctx: CallContext, response: Any) -> tuple[str | None, str | None]:
 
 
 @functools.cache
-def _series(face: str, method: str, code: str) -> tuple[Any, Any]:
-    """The metric children of one (face, method, code): ``labels()`` takes a lock on every call
-    otherwise. Bounded: faces and methods come from the code, codes from grpc."""
-    return (metrics.CALLS.labels(face, method, code),
+def _series(face: str, method: str, code: str, consumer: str | None,
+            profile: str) -> tuple[Any, Any]:
+    """The metric children of one (face, method, code, consumer, profile): ``labels()`` takes a
+    lock on every call otherwise. Bounded: faces and methods come from the code, codes from
+    grpc, consumers from the store (labelled by ``metrics.consumer_label``; cleared when the
+    labelled names change), profiles from the configuration."""
+    return (metrics.CALLS.labels(face, method, code, metrics.consumer_label(consumer), profile),
             metrics.CALL_LATENCY.labels(face, method))
+
+
+metrics.on_consumer_names_change(_series.cache_clear)
 
 
 @functools.cache

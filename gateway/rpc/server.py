@@ -91,6 +91,8 @@ class GrpcServer:
         #: False while the consumer service cannot serve (no upstream key): its health is then
         #: NOT_SERVING; the overall health ("") says only that the process is up.
         self.consumer_ready = True
+        #: True from the moment health turns NOT_SERVING for the drain.
+        self.draining = False
         self._started = False
 
     async def set_consumer_ready(self, ready: bool) -> None:
@@ -115,6 +117,7 @@ class GrpcServer:
 
     async def not_serving(self) -> None:
         """Health NOT_SERVING, then the drain delay (balancers notice and stop sending)."""
+        self.draining = True
         await self.health.enter_graceful_shutdown()
         if self._settings.drain_delay_seconds:
             await asyncio.sleep(self._settings.drain_delay_seconds)

@@ -12,41 +12,37 @@ read timeout applies per chunk, so a slowly dripping body would otherwise never 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import httpx
-import orjson
 import structlog
 
-from gateway import metrics
 from gateway.context import CallContext
 from gateway.config import ReliabilitySettings, UpstreamSettings
-from gateway.errors import (
-    DeadlineExceeded,
-    FieldViolation,
-    GatewayError,
-    Internal,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-    UpstreamErrorInfo,
-    error_for_upstream_status,
-)
+from gateway.errors import DeadlineExceeded, Internal, Unavailable, UpstreamErrorInfo
+from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission
 from gateway.upstream.circuit import CircuitBreaker, Circuits
-from gateway.upstream.http import UpstreamHTTP, UpstreamURLs, build_transport
+from gateway.upstream.http import UpstreamHTTP, UpstreamURLs
+from gateway.upstream.outcomes import (
+    is_real_timeout,
+    key_rejected,
+    loads,
+    never_sent,
+    route_label,
+    too_large,
+    upstream_error,
+    upstream_series,
+)
 from gateway.upstream.retry import (
     AttemptFailed,
     RetryBudget,
     RetryPolicy,
     call_with_retries,
-    parse_retry_after,
 )
 
 log = structlog.get_logger(__name__)
@@ -100,8 +96,8 @@ class KeySource:
         self._checked = time.monotonic()
         try:
             self._key = self._settings.resolve_api_key()
-        except OSError:
-            # Keep the last good key: a Secret being swapped is briefly absent.
+        except (OSError, UnicodeDecodeError):
+            # Keep the last good key: a Secret being swapped is briefly absent (or half written).
             log.warning("upstream_key_file_unreadable", path=self._settings.api_key_file)
         return self._key
 
@@ -169,6 +165,11 @@ class UpstreamClient:
             return await self._attempt(ctx, method, url, content, extra_headers, breaker,
                                        operation=operation)
 
+        if ctx.trace is not None:  # each attempt in a span of its own, its traceparent sent
+            attempt = traced_attempts(ctx, method, operation, extra_headers, lambda headers: (
+                self._attempt(ctx, method, url, content, headers, breaker,
+                              operation=operation)))
+
         async def recovered() -> UpstreamResponse | None:
             assert recover is not None
             body = await recover()
@@ -229,7 +230,7 @@ class UpstreamClient:
                         retryable=True, sent=not never_sent(exc), reason="connection",
                     ) from exc
                 finally:
-                    requests, latency = _upstream_series(operation, outcome)
+                    requests, latency = upstream_series(operation, outcome)
                     requests.inc()
                     latency.observe(time.monotonic() - started)
             ctx.record_upstream(status, resp_headers)
@@ -283,7 +284,7 @@ class UpstreamClient:
             headers = {k.lower(): v for k, v in response.headers.items()}
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
-                raise _too_large()
+                raise too_large()
             # The transport's stream as it is when there is nothing to decode (httpx's decoder
             # and chunker cost ~10 µs a response); httpx decodes gzip and deflate. Either way the
             # cap counts decoded bytes, so a compressed bomb stops at the cap.
@@ -294,7 +295,7 @@ class UpstreamClient:
             async for chunk in body:
                 size += len(chunk)
                 if size > cap:
-                    raise _too_large()
+                    raise too_large()
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks), headers
         finally:
@@ -312,131 +313,3 @@ class UpstreamClient:
                 reason="UPSTREAM_INVALID_RESPONSE",
                 upstream=UpstreamErrorInfo(status=status, request_id=headers.get("x-request-id")),
             ) from None
-
-
-def loads(raw: bytes) -> Any:
-    """``json.loads``, three times faster on the common case (a 100-message page: ~0.2 ms
-    instead of ~0.65 ms, and a stream's next request waits for it).
-
-    orjson accepts a subset of what ``json.loads`` does (UTF-8 only, no NaN or infinity,
-    bounded nesting) and parses it to the same values, with one exception: an integer outside
-    [-2**63, 2**64) comes back as a float, not an int. No field of the upstream's schema can hold
-    either, so conversion refuses such a body both ways ("expected an integer" rather than "out
-    of the int64 range" in the log; the consumer sees the same INTERNAL). Anything orjson refuses
-    goes to ``json.loads``, so what is accepted, and how a body is refused, is unchanged.
-    """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-def never_sent(exc: httpx.TransportError) -> bool:
-    """Whether the request provably never reached the upstream (the connection was refused), so
-    even a create may be sent again."""
-    if isinstance(exc, httpx.ConnectError):
-        return True
-    cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(
-        cause, aiohttp.ClientSSLError)
-#: Path parameter named after the collection segment before it (``threads/{thread_id}``).
-_ROUTE_PARAMS = {"threads": "{thread_id}", "messages": "{message_id}", "files": "{file_id}"}
-
-
-def route_label(method: str, segments: Sequence[str]) -> str:
-    """``GET /threads/{thread_id}/messages``: the metric label of a request, never its ids.
-
-    Segments alternate collection name / id, so every odd segment is replaced by its parameter
-    name and the label set stays bounded whatever ids consumers send.
-    """
-    return _route_label(method, tuple(segments[::2]), len(segments))
-
-
-@functools.lru_cache(maxsize=256)
-def _route_label(method: str, collections: tuple[str, ...], length: int) -> str:
-    segments = [s for c in collections for s in (c, "")][:length]
-    parts = [
-        s if i % 2 == 0 else _ROUTE_PARAMS.get(segments[i - 1], "{id}")
-        for i, s in enumerate(segments)
-    ]
-    return f"{method} /" + "/".join(parts)
-
-
-@functools.lru_cache(maxsize=1024)
-def _upstream_series(operation: str, outcome: str) -> tuple[Any, Any]:
-    """The metric children of one (route, outcome): ``labels()`` takes a lock on every call
-    otherwise. Bounded: routes come from the code, outcomes are HTTP statuses or ``error``."""
-    return (metrics.UPSTREAM_REQUESTS.labels(operation, outcome),
-            metrics.UPSTREAM_LATENCY.labels(operation))
-
-
-def is_real_timeout(exc: httpx.TimeoutException) -> bool:
-    """Whether a timeout is one: the transport's timeout exceptions are, unless their cause is a
-    connection error that is not a timeout (any other httpx transport may map errors its own
-    way); the cause tells the truth."""
-    cause = exc.__cause__
-    return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, asyncio.TimeoutError)
-
-
-def key_rejected(status: int) -> bool:
-    return status in (401, 403)
-
-
-def _too_large() -> GatewayError:
-    return ResourceExhausted(
-        "the upstream response is larger than the gateway accepts",
-        reason="UPSTREAM_RESPONSE_TOO_LARGE",
-    )
-
-
-def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
-    """The consumer-facing error for a non-2xx upstream answer."""
-    envelope: dict[str, Any] = {}
-    try:
-        parsed = json.loads(raw)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            envelope = parsed["error"]
-    except ValueError:
-        pass
-
-    def text(name: str) -> str | None:
-        value = envelope.get(name)
-        return value if isinstance(value, str) else None
-
-    info = UpstreamErrorInfo(
-        status=status,
-        type=text("type"),
-        code=text("code"),
-        message=text("message"),
-        param=text("param"),
-        request_id=headers.get("x-request-id"),
-    )
-    retry_after = parse_retry_after(headers)
-    if key_rejected(status):
-        # Never the consumer's fault, and the upstream message may quote part of our key.
-        return Internal(
-            "the gateway's upstream credentials were rejected",
-            reason="UPSTREAM_CREDENTIALS_REJECTED",
-            upstream=UpstreamErrorInfo(status=status, type=info.type, code=info.code,
-                                       request_id=info.request_id),
-        )
-    if 300 <= status < 400:
-        return Internal(
-            "the upstream answered with a redirect, which the gateway does not follow",
-            reason="UPSTREAM_REDIRECT",
-            upstream=UpstreamErrorInfo(status=status, request_id=info.request_id),
-        )
-    cls = error_for_upstream_status(status)
-    message = info.message or f"the upstream answered HTTP {status}"
-    violations = (
-        (FieldViolation(info.param, info.message or "rejected by the upstream"),)
-        if cls is InvalidArgument and info.param
-        else ()
-    )
-    return cls(
-        message,
-        reason=f"UPSTREAM_{cls.default_reason}",
-        upstream=info,
-        retry_after=retry_after,
-        field_violations=violations,
-    )

@@ -26,6 +26,8 @@ from gateway.upstream.transport import AiohttpTransport
 
 __all__ = ["UpstreamHTTP", "UpstreamURLs", "build_transport"]
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
 #: Segments made only of these need no percent-encoding (every id the gateway validates).
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
 
@@ -92,13 +94,25 @@ class UpstreamHTTP:
         timeout: float,
         connect_timeout: float,
     ) -> httpx.Request:
+        if isinstance(url, str):
+            url = httpx.URL(url)
         merged = dict(UPSTREAM_BASE_HEADERS)
         merged.update(headers)
-        return httpx.Request(
-            method, url, content=content, headers=merged,
+        # The headers httpx would add itself (Host; Content-Length for a body, and for a POST
+        # without one), set here: with ``stream=`` httpx adds none and skips re-building the
+        # header list three times (~8 µs a request).
+        merged["host"] = url.netloc.decode("ascii")
+        if content:
+            merged["content-length"] = str(len(content))
+        elif method in _BODY_METHODS:
+            merged["content-length"] = "0"
+        request = httpx.Request(
+            method, url, headers=list(merged.items()), stream=httpx.ByteStream(content or b""),
             extensions={"timeout": {"connect": connect_timeout, "read": timeout,
                                     "write": timeout, "pool": timeout}},
         )
+        request.read()  # ``request.content`` is the body, as with ``content=``
+        return request
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """The answer with its body unread: the caller reads it and always closes it."""

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from gateway import metrics
 from gateway.errors import Internal
 
 
@@ -111,7 +112,11 @@ async def walk_pages(
 
     async def fetch_page(cursor: str | None) -> tuple[Peek | None, Any, P | None]:
         """(peek, raw envelope to convert, page already converted): one of the last two."""
-        fetched = await fetch(cursor)
+        metrics.STREAM_PAGES_IN_FLIGHT.inc()
+        try:
+            fetched = await fetch(cursor)
+        finally:
+            metrics.STREAM_PAGES_IN_FLIGHT.dec()
         if convert is None:
             return _peek_page(fetched), None, fetched
         peeked = _peek_envelope(fetched)

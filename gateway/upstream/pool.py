@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from gateway import metrics
 from gateway.context import CallContext
 from gateway.config import ProfileSettings, Settings, UpstreamSettings
 from gateway.errors import Internal, Unavailable
@@ -69,6 +70,9 @@ class UpstreamPool:
                                  reliability=r, http=self._http, admission=self.admission)
             for name, profile in all_profiles(settings).items()
         }
+        for name, client in self.clients.items():
+            # Read at scrape time: nothing per request.
+            metrics.RETRY_BUDGET.labels(name).set_function(lambda b=client.budget: b.tokens)
 
         #: Profiles with no upstream key (kept by the start-up key watch): their calls are refused
         #: before any upstream request, instead of going out without a key.

@@ -44,11 +44,19 @@ def key_source(settings: UpstreamSettings) -> str:
     return "nowhere: set api_key_file or api_key_env"
 
 
-def key_present(settings: UpstreamSettings) -> bool:
+def key_problem(settings: UpstreamSettings) -> str | None:
+    """Why the profile has no key (the ``reason`` of its log line), or None when it has one."""
     try:
-        return bool(settings.resolve_api_key())
+        key = settings.resolve_api_key()
+    except FileNotFoundError:
+        return "upstream_key_file_missing"
     except (OSError, UnicodeDecodeError):
-        return False
+        return "upstream_key_file_unreadable"
+    return None if key else REASON
+
+
+def key_present(settings: UpstreamSettings) -> bool:
+    return key_problem(settings) is None
 
 
 class UpstreamKeyWatch:
@@ -63,14 +71,19 @@ class UpstreamKeyWatch:
         self._on_missing = on_missing
         self._task: asyncio.Task[None] | None = None
         self.missing: list[str] = []
+        #: Why each profile without a key has none (``key_problem``); empty once all have one.
+        self.problems: dict[str, str] = {}
 
     def _check(self) -> list[str]:
         missing = []
+        problems = {}
         for name, settings in self._profiles.items():
-            present = key_present(settings)
-            metrics.UPSTREAM_KEY_MISSING.labels(name).set(0 if present else 1)
-            if not present:
+            problem = key_problem(settings)
+            metrics.UPSTREAM_KEY_MISSING.labels(name).set(0 if problem is None else 1)
+            if problem is not None:
                 missing.append(name)
+                problems[name] = problem
+        self.problems = problems  # one assignment: the metrics thread reads it (readiness)
         if self._on_missing is not None:
             self._on_missing(frozenset(missing))
         return missing
@@ -79,7 +92,7 @@ class UpstreamKeyWatch:
         """Check now; while a key is missing keep checking in the background."""
         self.missing = self._check()
         for name in self.missing:
-            log.error("upstream_misconfigured", reason=REASON, profile=name,
+            log.error("upstream_misconfigured", reason=self.problems[name], profile=name,
                       source=key_source(self._profiles[name]),
                       detail="no upstream key: the consumer service reports NOT_SERVING until "
                              "one is found")

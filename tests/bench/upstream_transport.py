@@ -4,7 +4,9 @@ The upstream client is on every call's path, so its transport is the gateway's f
 Candidates, each at 1 and 32 concurrent requests, bounded in count and time:
 
 * raw aiohttp (``ClientSession``): the baseline every ratio is measured against;
-* httpx on the httpx-aiohttp transport, built by the gateway's own ``build_transport`` (default);
+* the gateway's own sender (``UpstreamHTTP``: an ``httpx.Request`` built once and handed to the
+  gateway's aiohttp transport, no ``AsyncClient`` in between): what the gateway does (default);
+* ``httpx.AsyncClient`` on that same transport: what httpx's client layers add;
 * httpx on its default transport (httpcore), built the same way (``transport = "httpx"``);
 * httpx's default transport with and without ``sniffio`` importable, each in a fresh child process
   so the only difference is the package's presence (see :func:`_hide_sniffio_overlay`).
@@ -38,7 +40,7 @@ import aiohttp
 import httpx
 
 from gateway.config import UpstreamSettings
-from gateway.upstream.http import build_transport
+from gateway.upstream.http import UpstreamHTTP, build_transport
 from tests.bench.common import (
     ROOT,
     Call,
@@ -227,6 +229,26 @@ async def httpx_client(url: str, transport: str) -> AsyncIterator[Call]:
         yield call
 
 
+@asynccontextmanager
+async def gateway_sender(url: str) -> AsyncIterator[Call]:
+    """The gateway's own upstream path: ``UpstreamHTTP`` built as the pool builds it."""
+    http = UpstreamHTTP(UpstreamSettings())
+    target = httpx.URL(url)
+    try:
+        async def call() -> None:
+            response = await http.send(http.build_request("GET", target, headers={},
+                                                          timeout=10.0, connect_timeout=5.0))
+            try:
+                size = sum([len(chunk) async for chunk in response.aiter_bytes()])
+            finally:
+                await response.aclose()
+            _checked(response.status_code, size)
+
+        yield call
+    finally:
+        await http.aclose()
+
+
 # --------------------------------------------------------------------------- sniffio on/off
 
 _CHILD_BOOT = """
@@ -318,12 +340,13 @@ async def sniffio_comparison(url: str) -> dict[int, tuple[LoadResult, LoadResult
 # --------------------------------------------------------------------------- the suite
 
 BASELINE = "aiohttp ClientSession"
-GATEWAY_TRANSPORT = "httpx + httpx-aiohttp transport (gateway default)"
+GATEWAY_TRANSPORT = "gateway sender: httpx.Request on its aiohttp transport (default)"
+ASYNC_CLIENT = "httpx.AsyncClient on the gateway's aiohttp transport"
 HTTPX_DEFAULT = "httpx default transport (httpcore)"
 SNIFFIO_PRESENT = "httpx default, sniffio installed (fresh process)"
 SNIFFIO_ABSENT = "httpx default, sniffio absent (fresh process)"
 TARGETS = {BASELINE: "baseline", GATEWAY_TRANSPORT: GATEWAY_TRANSPORT_TARGET,
-           HTTPX_DEFAULT: "info: the alternative"}
+           ASYNC_CLIENT: "info: httpx's client layers", HTTPX_DEFAULT: "info: the alternative"}
 
 
 async def run() -> list[dict[str, Any]]:
@@ -335,7 +358,8 @@ async def run() -> list[dict[str, Any]]:
         print(f"  server: {server} at {url}")
         cases = {
             BASELINE: lambda: aiohttp_client(url),
-            GATEWAY_TRANSPORT: lambda: httpx_client(url, "aiohttp"),
+            GATEWAY_TRANSPORT: lambda: gateway_sender(url),
+            ASYNC_CLIENT: lambda: httpx_client(url, "aiohttp"),
             HTTPX_DEFAULT: lambda: httpx_client(url, "httpx"),
         }
         for concurrency in CONCURRENCIES:

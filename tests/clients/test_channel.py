@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ from tests.clients.conftest import new_thread
 
 def test_service_config_balances_and_leaves_retries_to_the_client() -> None:
     parsed = json.loads(service_config())
-    assert parsed == {"loadBalancingConfig": [{"round_robin": {}}]}
+    assert parsed == {"loadBalancingConfig": [{"round_robin": {}}],
+                      "healthCheckConfig": {"serviceName": "messages_gateway.v1.MessagesService"}}
 
 
 def test_service_config_with_a_policy_retries_only_idempotent_methods() -> None:
@@ -43,8 +45,9 @@ class MetadataRecorder(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        self.seen.append({k: v for k, v in details.invocation_metadata or ()
-                          if isinstance(v, str)})
+        if not details.method.startswith("/grpc.health."):  # the client's own health checks
+            self.seen.append({k: v for k, v in details.invocation_metadata or ()
+                              if isinstance(v, str)})
         return await continuation(details)
 
 
@@ -147,3 +150,19 @@ async def test_round_robin_spreads_calls_over_every_address_of_the_target(
     finally:
         for server in servers:
             await server.drain(0.1)
+
+
+async def test_client_health_checking_skips_a_not_serving_gateway(gateway, emulator) -> None:
+    """healthCheckConfig: a gateway reporting NOT_SERVING (draining, no upstream key) gets no
+    calls from the typed client: with no other address they fail UNAVAILABLE at once."""
+    thread_id, (message_id,) = new_thread(emulator, 1)
+    async with AsyncMessagesGatewayClient(f"127.0.0.1:{gateway.grpc_port}", timeout=5,
+                                          max_retries=0) as client:
+        assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id
+        await gateway.grpc.set_consumer_ready(False)
+        await asyncio.sleep(0.2)  # the health watch delivers NOT_SERVING
+        with pytest.raises(UnavailableError):  # the gateway would answer it from its cache
+            await client.messages.retrieve(message_id, thread_id=thread_id)
+        await gateway.grpc.set_consumer_ready(True)
+        await asyncio.sleep(0.2)
+        assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id

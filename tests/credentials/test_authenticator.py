@@ -95,8 +95,10 @@ async def test_authenticate_rate_limit_retry_after_matches_bucket() -> None:
     with pytest.raises(ResourceExhausted) as caught:
         await auth.authenticate(f"Bearer {key.secret}", PEER, "read")
     assert 0.3 < (caught.value.details.retry_after or 0) <= 0.5
-    before = metrics.REGISTRY.get_sample_value("gateway_rate_limited_total", {"limit": "rate"})
-    assert before is not None and before >= 1
+    before = sum(s.value for family in metrics.REGISTRY.collect()
+                 if family.name == "gateway_rate_limited" for s in family.samples
+                 if s.name.endswith("_total") and s.labels["limit"] == "rate")
+    assert before >= 1
 
 
 async def test_authenticate_sees_a_reloaded_store_at_once_despite_the_principal_cache() -> None:

@@ -1,5 +1,5 @@
 """S6: a canary upstream key and a canary consumer key never appear in anything the gateway
-emits — structlog and stdlib log lines, stdout/stderr, gRPC status messages, details, initial and
+emits — structlog and stdlib log lines, trace spans, stdout/stderr, gRPC status messages, details, initial and
 trailing metadata, exception text, Prometheus output, CLI output — nor do their SHA-256 hashes."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import structlog
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
@@ -60,7 +61,8 @@ async def test_canary_keys_never_appear_in_any_output(
     settings = auth_settings(emulator, path, failed_auth_limit=3)
     settings = dataclasses.replace(settings, upstream=UpstreamSettings(
         base_url=emulator.base_url, api_key_env="MGW_CANARY_UPSTREAM_KEY"))
-    gw = await start_gateway(settings)
+    spans = InMemorySpanExporter()
+    gw = await start_gateway(settings, span_exporter=spans)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
             stub = pb_grpc.MessagesServiceStub(channel)
@@ -142,7 +144,11 @@ async def test_canary_keys_never_appear_in_any_output(
         root.handlers[:], root.level = saved
         structlog.reset_defaults()
     captured = capfd.readouterr()
-    everything = "\n".join([log_buffer.getvalue(), captured.out, captured.err, *seen,
+    # Every span the run made, whole: names, attributes, status, events, links, resource.
+    exported = [span.to_json() for span in spans.get_finished_spans()]
+    assert any('"gateway.consumer": "canary"' in text for text in exported)
+    assert any("upstream GET" in text for text in exported)
+    everything = "\n".join([log_buffer.getvalue(), captured.out, captured.err, *seen, *exported,
                             generate_latest(metrics.REGISTRY).decode()])
     # The capture really holds the run: the audit lines and the rpc lines are there.
     assert '"event": "audit"' in everything and '"consumer": "canary"' in everything

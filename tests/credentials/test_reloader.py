@@ -167,3 +167,34 @@ def test_reloader_sighup_reloads_at_once_in_a_real_process(tmp_path) -> None:
             _, err = proc.communicate(timeout=20)
         lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
         assert sum(1 for e in lines if e.get("event") == "credentials_loaded") == 2
+
+
+def test_a_store_that_is_not_utf8_is_refused_at_start_in_one_line(tmp_path) -> None:
+    """It raised UnicodeDecodeError through start_gateway: a traceback, not the start refusal."""
+    from gateway.config import ConfigError
+
+    path = tmp_path / "s.json"
+    path.write_bytes(b"\xff\xfe{}")
+    reloader = Reloader(str(path), 0.05)
+    with pytest.raises(ConfigError, match="auth.store_path"):
+        reloader.start()
+
+
+async def test_a_store_that_turns_binary_is_one_reload_failure_and_the_snapshot_stays(
+        tmp_path) -> None:
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "s.json"
+    add_consumer(path, "a", {"read"})
+    reloader = Reloader(str(path), 0.05)
+    reloader.start()
+    try:
+        with capture_logs() as logs:
+            path.write_bytes(b"\xff\xfe" + path.read_bytes())
+            reloader.trigger()
+            await asyncio.sleep(0.3)
+        assert set(reloader.current().data.consumers) == {"a"}
+        events = [e["event"] for e in logs if e["event"].startswith("credentials_reload")]
+        assert events == ["credentials_reload_failed"]  # once, and no traceback
+    finally:
+        await reloader.stop()

@@ -14,7 +14,8 @@ SECRET = "sk-consumer-secret-do-not-log"
 
 def _calls(method: str, code: str) -> float:
     return metrics.REGISTRY.get_sample_value(
-        "gateway_calls_total", {"face": "rest", "method": method, "code": code}) or 0.0
+        "gateway_calls_total", {"face": "rest", "method": method, "code": code,
+                                "consumer": "anonymous", "profile": "default"}) or 0.0
 
 
 async def test_call_logs_one_line_without_authorization_and_counts_metrics(
@@ -99,3 +100,25 @@ async def test_thread_calls_name_their_thread_in_the_audit_line(http: httpx.Asyn
     audits = [e for e in logs if e["event"] == "audit"]
     assert [(e["method"], e["thread_id"], e["message_id"]) for e in audits] == [
         ("CreateThread", made["id"], None), ("DeleteThread", made["id"], None)]
+
+
+def test_a_consumer_leaving_the_labelled_names_is_counted_as_other_at_once() -> None:
+    """The metric children are cached by consumer name: a store change must clear them."""
+    from gateway.context import CallContext
+    from gateway.pipeline import records
+
+    def count(consumer: str) -> float:
+        return metrics.REGISTRY.get_sample_value("gateway_calls_total", {
+            "face": "internal", "method": "LabelTest", "code": "OK", "consumer": consumer,
+            "profile": "default"}) or 0.0
+
+    ctx = CallContext(method="LabelTest", consumer="svc-label")
+    try:
+        metrics.set_consumer_names(["svc-label"])
+        records.finish(ctx, "OK", 200)
+        assert count("svc-label") == 1
+        metrics.set_consumer_names(["svc-else"])  # past the cap, or removed from the store
+        records.finish(ctx, "OK", 200)
+        assert count("svc-label") == 1 and count("other") == 1
+    finally:
+        metrics.set_consumer_names(())

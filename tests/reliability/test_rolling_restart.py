@@ -2,7 +2,8 @@
 
 The typed client balances round robin over both (what the headless Service gives it), each behind
 a counting TCP proxy. While unary calls run and one stream walks a long thread, gateway A drains
-and a new A starts on its port: no unary call fails, the stream completes (resumed from its last
+(NOT_SERVING for the drain delay: the client's health checking moves new calls to B; without it a
+call sent in the instant the listener closes ended CANCELLED) and a new A starts on its port: no unary call fails, the stream completes (resumed from its last
 item when its connection went), and new connections reach both gateways afterwards.
 """
 
@@ -23,7 +24,8 @@ LOAD_SECONDS = 3.0
 def aged(settings: Settings, port: int = 0) -> Settings:
     return settings.replace("server", grpc_listen=f"127.0.0.1:{port}",
                             max_connection_age_seconds=0.7,
-                            max_connection_age_grace_seconds=2.0, grace_seconds=2.0)
+                            max_connection_age_grace_seconds=2.0, grace_seconds=2.0,
+                            drain_delay_seconds=0.3)
 
 
 async def test_rolling_restart_fails_no_unary_call_and_the_stream_completes(emulator) -> None:

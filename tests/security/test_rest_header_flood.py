@@ -66,3 +66,28 @@ async def test_endless_headers_get_431_and_the_face_keeps_serving(
                       reason="headers_too_large") == before + 1
         assert await env.consumer_ok() and await env.health_ok()
 
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+async def test_pipelined_requests_are_all_answered_and_the_idle_connection_still_times_out(
+        emulator: EmulatorServer, tmp_path: Path, parser: str) -> None:
+    """The bounds follow each request of a keep-alive connection, pipelined ones included
+    (httptools queues them; h11 starts the next when the previous ends)."""
+    async with secured(emulator, tmp_path, server={"http_listen": "127.0.0.1:0",
+                                                   "http_parser": parser,
+                                                   "http_header_timeout_seconds": 0.5}) as env:
+        reader, writer = await asyncio.open_connection("127.0.0.1", env.gateway.http_port)
+        request = (f"GET /v1/threads/{env.thread_id}/messages/{env.message_id} HTTP/1.1\r\n"
+                   f"host: gw\r\nauthorization: Bearer {env.key}\r\n"
+                   "openai-beta: assistants=v1\r\n\r\n").encode()
+        writer.write(request * 3)
+        answers = b""
+        for _ in range(50):  # bounded
+            if answers.count(b"HTTP/1.1 200 ") == 3:
+                break
+            answers += await asyncio.wait_for(reader.read(65536), 5)
+        assert answers.count(b"HTTP/1.1 200 ") == 3
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the header timeout
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()

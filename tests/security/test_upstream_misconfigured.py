@@ -47,7 +47,13 @@ async def _wait_status(port: int, service: str, status: int, seconds: float) -> 
     return False
 
 
-@pytest.mark.parametrize("source", ["nothing", "unset_env", "missing_file"])
+#: What the start-up log line says for each way of having no key.
+REASONS = {"nothing": "upstream_key_missing", "unset_env": "upstream_key_missing",
+           "missing_file": "upstream_key_file_missing", "directory": "upstream_key_file_unreadable",
+           "not_utf8": "upstream_key_file_unreadable"}
+
+
+@pytest.mark.parametrize("source", list(REASONS))
 async def test_missing_upstream_key_is_not_serving_until_it_appears(
         emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         source: str) -> None:
@@ -56,14 +62,18 @@ async def test_missing_upstream_key_is_not_serving_until_it_appears(
     key_file = tmp_path / "api-key"
     upstream = {"nothing": {"api_key": "", "api_key_env": ""},
                 "unset_env": {"api_key": "", "api_key_env": "MGW_TEST_UNSET_KEY"},
-                "missing_file": {"api_key": "", "api_key_file": str(key_file)}}[source]
+                "missing_file": {"api_key": "", "api_key_file": str(key_file)},
+                "directory": {"api_key": "", "api_key_file": str(tmp_path)},
+                "not_utf8": {"api_key": "", "api_key_file": str(key_file)}}[source]
+    if source == "not_utf8":
+        key_file.write_bytes(b"\xff\xfe" + EMULATOR_KEY.encode())
     settings = gateway_settings(emulator).replace("upstream", **upstream)
     with structlog.testing.capture_logs() as logs:
         gw = await start_gateway(settings)
     try:
         missing = [e for e in logs if e["event"] == "upstream_misconfigured"]
         assert len(missing) == 1 and missing[0]["log_level"] == "error"
-        assert missing[0]["reason"] == "upstream_key_missing"
+        assert missing[0]["reason"] == REASONS[source]
         assert missing[0]["profile"] == "default"
         assert EMULATOR_KEY not in str(logs)
         assert metric("gateway_upstream_key_missing", profile="default") == 1
@@ -80,7 +90,7 @@ async def test_missing_upstream_key_is_not_serving_until_it_appears(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert details(caught.value)["ErrorInfo"].reason == "UPSTREAM_KEY_MISSING"  # type: ignore[attr-defined]
         assert emulator.log.count() == before
-        if source == "missing_file":
+        if source in {"missing_file", "not_utf8"}:
             key_file.write_text(EMULATOR_KEY + "\n")
         elif source == "unset_env":
             monkeypatch.setenv("MGW_TEST_UNSET_KEY", EMULATOR_KEY)
@@ -131,3 +141,16 @@ def test_kubernetes_readiness_asks_for_the_consumer_service() -> None:
     (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["grpc"]["service"] == SERVICE_NAME
     assert container["livenessProbe"]["grpc"].get("service", "") == ""
+
+
+def test_a_key_file_that_turns_binary_keeps_the_last_good_key(tmp_path: Path) -> None:
+    """A rotation that writes garbage raised UnicodeDecodeError on every call (INTERNAL)."""
+    from gateway.config import UpstreamSettings
+    from gateway.upstream.client import KeySource
+
+    key_file = tmp_path / "api-key"
+    key_file.write_text("sk-good\n")
+    keys = KeySource(UpstreamSettings(api_key_file=str(key_file)))
+    assert keys.current() == "sk-good"
+    key_file.write_bytes(b"\xff\xfe")
+    assert keys.refresh() == "sk-good"

@@ -18,7 +18,8 @@ from gateway.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from gateway.upstream.client import UpstreamClient, parse_retry_after
+from gateway.upstream.client import UpstreamClient
+from gateway.upstream.retry import parse_retry_after
 
 CANARY = "sk-canary-0123456789abcdef"
 
