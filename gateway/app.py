@@ -214,6 +214,10 @@ def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness
     return reasons
 
 
+def _nothing_to_reload() -> None:
+    log.info("sighup_ignored", detail="auth is off: no credentials store to reload")
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials.
     A start-up check that fails (no credentials store, ...) exits 2 with one error line."""
@@ -226,8 +230,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if gateway.reloader is not None:
-        loop.add_signal_handler(signal.SIGHUP, gateway.reloader.trigger)
+    # Without a store there is nothing to reload, but SIGHUP must not end the process (its
+    # default action): the supervisor forwards it to every worker.
+    reload = gateway.reloader.trigger if gateway.reloader is not None else _nothing_to_reload
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("gateway_draining", grace_seconds=settings.server.grace_seconds)
     await gateway.stop()

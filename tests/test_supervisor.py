@@ -196,6 +196,15 @@ async def test_sighup_reaches_every_worker(emulator, tmp_path) -> None:
         assert await gateway.stop() == 0
 
 
+async def test_sighup_without_auth_ends_no_worker(supervised) -> None:
+    """SIGHUP's default action ends a process: without a store each worker must ignore it."""
+    supervised.proc.send_signal(signal.SIGHUP)
+    ignored = await supervised.wait_for("sighup_ignored", 2, seconds=10)
+    assert {e["worker"] for e in ignored} == {0, 1}
+    await asyncio.sleep(0.5)
+    assert supervised.events("worker_exited") == []
+
+
 async def test_metrics_are_served_once_summed_over_the_workers(supervised, emulator) -> None:
     thread_id = emulator.store.create_thread()["id"]
     await one_call_per_connection(supervised.grpc_port, thread_id, 30)
