@@ -100,7 +100,8 @@ contract-baseline: $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 
 # The whole suite runs on the server's default loop (uvloop); the fault, cancellation, Redis,
 # streaming and upstream suites run again on the standard library's loop (server.event_loop).
-ASYNCIO_SUITES := tests/reliability tests/rpc/test_streaming.py tests/cache tests/upstream
+ASYNCIO_SUITES := tests/reliability tests/rpc/test_streaming.py tests/cache tests/upstream \
+	tests/operations/test_shared_idempotency.py
 test: $(STAMP) check-protos buf-check $(NODE_STAMP)
 	$(PY) -m pytest
 	PYTEST_EVENT_LOOP=asyncio $(PY) -m pytest -q $(ASYNCIO_SUITES)

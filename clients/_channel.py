@@ -3,7 +3,8 @@
 Retries are the client's own (``clients._retry``: the idempotent methods, UNAVAILABLE and
 RESOURCE_EXHAUSTED with RetryInfo, ``max_retries``), so the channel's service config carries no
 retry policy unless one is passed to ``service_config`` (for callers who build their own
-channel); it sets round_robin. A stream that has delivered a page is never replayed from its
+channel); it sets round_robin and client-side health checking (a replica reporting NOT_SERVING,
+e.g. draining, gets no new calls). A stream that has delivered a page is never replayed from its
 start; the clients resume it from the last id instead (``_resume``).
 """
 
@@ -35,7 +36,13 @@ def service_config(retry_policy: dict[str, Any] | None = None) -> str:
     (``dns:///gateway-headless:50051`` spreads calls over the replicas; a single address behaves
     as pick_first), and, only when ``retry_policy`` is given (e.g. ``RETRY_POLICY``), gRPC's own
     retries on the idempotent methods, for channels made without these clients."""
-    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    config: dict[str, Any] = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        # Client-side health checking: an address whose gateway reports NOT_SERVING (draining,
+        # or no upstream key) gets no new calls, so a rolling restart's drain delay moves every
+        # call to the other replicas before the draining one stops accepting.
+        "healthCheckConfig": {"serviceName": f"{PACKAGE}.MessagesService"},
+    }
     if retry_policy is not None:
         config["methodConfig"] = [{
             "name": [{"service": f"{PACKAGE}.{_service(m)}", "method": m}

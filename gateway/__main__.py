@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.logging)
+    from gateway.config_checks import worker_count
+    from gateway import supervisor
+
+    index = supervisor.worker_index()
+    if index is None and worker_count(settings.server.workers) > 1:
+        return supervisor.run(settings, (sys.argv[1:] if argv is None else argv)[1:])
+    if index is not None:
+        import structlog
+
+        structlog.contextvars.bind_contextvars(worker=index)
+        # The supervisor serves the metrics of every worker (gateway/supervisor.py).
+        settings = settings.replace("server", metrics_listen="")
     run(serve(settings), settings.server.event_loop)
     return 0
 

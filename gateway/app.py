@@ -18,7 +18,8 @@ from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
 from gateway.metrics_server import MetricsServer, Readiness
-from gateway.operations.idempotency import IdempotencyStore
+from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
+from gateway.operations.shared_idempotency import SharedIdempotency
 from gateway.cache import build_cache
 from gateway.operations.messages import MessageOperations
 from gateway.operations.ownership import Ownership
@@ -56,6 +57,8 @@ class Gateway:
     key_watch: UpstreamKeyWatch | None = None
     #: None when tracing is off.
     tracing: Tracing | None = None
+    #: The shared idempotency window, when it lives in Redis (closed at stop).
+    shared_idempotency: SharedIdempotency | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
@@ -73,6 +76,8 @@ class Gateway:
         if self.authenticator is not None:
             await self.authenticator.limits.aclose()
         await self.operations.cache.close()
+        if self.shared_idempotency is not None:
+            await self.shared_idempotency.close()
         await self.upstream.aclose()
         if self.tracing is not None:
             # Exports the spans still batched; blocking (the exporter's own thread and channel).
@@ -88,6 +93,20 @@ def build_limits(auth: AuthSettings) -> Limits:
         return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
                            auth.failed_auth_window_seconds)
     return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
+
+
+def build_idempotency(settings: Settings) -> IdempotencyWindow:
+    """In Redis (shared by every worker and replica) when configured, else in-process."""
+    r, cache = settings.reliability, settings.cache
+    backend = r.idempotency_backend
+    if backend == "auto":
+        backend = "redis" if cache.backend == "redis" else "memory"
+    if backend == "memory":
+        return IdempotencyStore(r.idempotency_window_seconds, r.idempotency_max_entries)
+    return SharedIdempotency(
+        url=cache.redis_url, prefix=cache.redis_key_prefix, window=r.idempotency_window_seconds,
+        max_entries=r.idempotency_max_entries, op_timeout=cache.redis_op_timeout_seconds,
+        breaker_seconds=cache.redis_breaker_seconds, max_connections=cache.redis_max_connections)
 
 
 def build_ownership(auth: AuthSettings) -> Ownership:
@@ -129,13 +148,9 @@ async def start_gateway(settings: Settings, *,
     ownership = build_ownership(settings.auth)  # before anything that needs closing
     tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter
     upstream = UpstreamPool(settings)
-    operations = MessageOperations(
-        upstream,
-        IdempotencyStore(settings.reliability.idempotency_window_seconds,
-                         settings.reliability.idempotency_max_entries),
-        build_cache(settings.cache),
-        ownership,
-    )
+    window = build_idempotency(settings)
+    shared = window if isinstance(window, SharedIdempotency) else None
+    operations = MessageOperations(upstream, window, build_cache(settings.cache), ownership)
     authenticator: Authenticator | None = None
     reloader: Reloader | None = None
     if settings.auth.enabled:
@@ -182,7 +197,7 @@ async def start_gateway(settings: Settings, *,
              profiles=sorted(upstream.names),
              tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch, tracing)
+                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared)
 
 
 def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness:
@@ -199,6 +214,10 @@ def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness
     return reasons
 
 
+def _nothing_to_reload() -> None:
+    log.info("sighup_ignored", detail="auth is off: no credentials store to reload")
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully; SIGHUP reloads the credentials.
     A start-up check that fails (no credentials store, ...) exits 2 with one error line."""
@@ -211,8 +230,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if gateway.reloader is not None:
-        loop.add_signal_handler(signal.SIGHUP, gateway.reloader.trigger)
+    # Without a store there is nothing to reload, but SIGHUP must not end the process (its
+    # default action): the supervisor forwards it to every worker.
+    reload = gateway.reloader.trigger if gateway.reloader is not None else _nothing_to_reload
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("gateway_draining", grace_seconds=settings.server.grace_seconds)
     await gateway.stop()

@@ -51,6 +51,11 @@ class ServerSettings:
     max_pending_calls: int = 1000
     #: HTTP/2 streams one client connection may have open at once.
     max_streams_per_connection: int = 1000
+    #: A gRPC connection older than this (grpc core adds +-10 % jitter) gets a GOAWAY, so
+    #: clients reconnect and reach replicas added since (0 = never).
+    max_connection_age_seconds: float = 300.0
+    #: After that GOAWAY, the time calls still open on the old connection get to finish.
+    max_connection_age_grace_seconds: float = 30.0
     #: HTTP face: seconds a connection may take to send a request's headers (from opening, or
     #: from the end of its previous response); idle keep-alive connections close sooner.
     http_header_timeout_seconds: float = 10.0
@@ -59,6 +64,9 @@ class ServerSettings:
     max_http_connections: int = 1000
     #: Deadline applied to calls that carry none.
     default_timeout_seconds: float = 60.0
+    #: Worker processes sharing the ports (gateway/supervisor.py): a whole number >= 1, or
+    #: "auto" (the CPUs this process may use, or the container's CPU quota if lower).
+    workers: int | str = 1
     reflection: bool = True
     #: "uvloop" (measured faster, docs/benchmarks.md) or "asyncio" (the standard library's loop).
     event_loop: str = "uvloop"
@@ -132,6 +140,9 @@ class ReliabilitySettings:
     #: How long the result of a create with an idempotency key is remembered.
     idempotency_window_seconds: float = 3600.0
     idempotency_max_entries: int = 100_000
+    #: Where the window lives: "memory" (per process), "redis" (shared by every worker and
+    #: replica, on the cache's Redis settings) or "auto" (redis when cache.backend is "redis").
+    idempotency_backend: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +389,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{key} must be a finite number")
         return number
+    if hint == int | str:  # a number or a keyword (server.workers: 4 or "auto")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key} must be an integer or a string")
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string")

@@ -4,6 +4,8 @@ imports this module; the settings types are needed here for annotations only).""
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +41,47 @@ def require_positive(values: dict[str, float], *, allow_zero: bool = False) -> N
             raise ConfigError(f"{key} {rule}")
 
 
+def worker_count(value: int | str, cpus: int | None = None) -> int:
+    """``server.workers`` as a number: N >= 1, or "auto" (``cpus``, default: ``usable_cpus()``);
+    anything else (0, -1, "lots", 1.5) is refused naming the key."""
+    if value == "auto":
+        return cpus if cpus is not None else usable_cpus()
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"server.workers must be a whole number of at least 1 or 'auto', "
+                          f"got {value!r}")
+    return int(text)
+
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may run on, or the cgroup's CPU quota (rounded up) if lower."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = _cgroup_quota(Path(cgroup_root))
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs allowed by the CPU quota: cgroup v2 ``cpu.max``, else v1's cfs files; None = none."""
+    try:
+        limit, _, period = (root / "cpu.max").read_text().split()[:2] + [""]
+        if limit != "max":
+            return int(limit) / int(period)
+        return None
+    except (OSError, ValueError, ZeroDivisionError):
+        pass
+    try:
+        limit_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return limit_us / period_us if limit_us > 0 and period_us > 0 else None
+
+
 #: server.event_loop's and server.http_parser's values.
 EVENT_LOOPS = ("uvloop", "asyncio")
 HTTP_PARSERS = ("httptools", "h11")
@@ -47,9 +90,15 @@ _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def check_all(settings: Settings) -> None:
-    parse_listen(settings.server.grpc_listen, "server.grpc_listen")
+    _, grpc_port = parse_listen(settings.server.grpc_listen, "server.grpc_listen")
+    http_port = None
     if settings.server.http_listen:
-        parse_listen(settings.server.http_listen, "server.http_listen")
+        _, http_port = parse_listen(settings.server.http_listen, "server.http_listen")
+    if worker_count(settings.server.workers, cpus=2) > 1:  # "auto" is checked as if it were 2
+        for key, port in (("grpc_listen", grpc_port), ("http_listen", http_port)):
+            if port == 0:
+                raise ConfigError(f"server.{key}: port 0 cannot be shared by several workers "
+                                  "(server.workers); name a port")
     if settings.server.metrics_listen:
         parse_listen(settings.server.metrics_listen, "server.metrics_listen")
     check_base_urls(settings)
@@ -77,6 +126,10 @@ def check_all(settings: Settings) -> None:
         "upstream.max_body_bytes": settings.upstream.max_body_bytes,
     }
     require_positive(positive)
+    require_positive({"server.max_connection_age_seconds":
+                      settings.server.max_connection_age_seconds}, allow_zero=True)
+    require_positive({"server.max_connection_age_grace_seconds":
+                      settings.server.max_connection_age_grace_seconds})
     for proxy in settings.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -118,6 +171,8 @@ def check_base_urls(settings: Settings) -> None:
 
 
 def check_reliability(r: ReliabilitySettings) -> None:
+    if r.idempotency_backend not in {"auto", "memory", "redis"}:
+        raise ConfigError("reliability.idempotency_backend must be 'auto', 'memory' or 'redis'")
     if not 1 <= r.max_attempts <= 5:
         raise ConfigError("reliability.max_attempts must be between 1 and 5")
     positive = {

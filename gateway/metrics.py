@@ -75,8 +75,11 @@ UPSTREAM_LATENCY = Histogram("gateway_upstream_duration_seconds", "Upstream exch
                              ("operation",), buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 UPSTREAM_RETRIES = Counter("gateway_upstream_retries_total", "Upstream retries by reason.",
                            ("reason",), registry=REGISTRY)
-CIRCUIT_STATE = Gauge("gateway_circuit_open", "1 while the upstream circuit of a profile is open.",
-                      ("profile",), registry=REGISTRY)
+# multiprocess_mode: how the supervisor merges the workers' values (gateway/supervisor.py);
+# without workers it is ignored.
+CIRCUIT_STATE = Gauge("gateway_circuit_open", "1 while the upstream circuit of a profile is open "
+                      "(in any worker).", ("profile",), registry=REGISTRY,
+                      multiprocess_mode="livemax")
 STREAM_ITEMS = Counter("gateway_stream_items_total", "Items sent on server streams.",
                        ("method",), registry=REGISTRY)
 STREAM_PAGES = Counter("gateway_stream_pages_total", "Pages sent on server streams.",
@@ -88,21 +91,22 @@ CACHE_LOOKUPS = Counter("gateway_cache_lookups_total",
                         "Cache look-ups of reads by outcome (hit, miss, bypass), consumer and "
                         "profile.", ("backend", "outcome", "consumer", "profile"),
                         registry=REGISTRY)
-CACHE_BYTES = Gauge("gateway_cache_bytes", "Bytes held by the in-process cache.",
-                    registry=REGISTRY)
+CACHE_BYTES = Gauge("gateway_cache_bytes", "Bytes held by the in-process cache (every worker's).",
+                    registry=REGISTRY, multiprocess_mode="livesum")
 AUTH_FAILURES = Counter("gateway_auth_failures_total", "Rejected consumer authentications.",
                         ("reason",), registry=REGISTRY)
 RATE_LIMITED = Counter("gateway_rate_limited_total",
                        "Calls refused by a consumer limit (rate, streams), by consumer and "
                        "profile.", ("limit", "consumer", "profile"), registry=REGISTRY)
 STREAMS_OPEN = Gauge("gateway_streams_open", "Server streams open now, by face and method.",
-                     ("face", "method"), registry=REGISTRY)
+                     ("face", "method"), registry=REGISTRY, multiprocess_mode="livesum")
 STREAM_PAGES_IN_FLIGHT = Gauge("gateway_stream_pages_in_flight",
                                "Stream pages being fetched from the upstream now (the one page "
-                               "of prefetch included).", registry=REGISTRY)
+                               "of prefetch included).", registry=REGISTRY,
+                               multiprocess_mode="livesum")
 RETRY_BUDGET = Gauge("gateway_upstream_retry_budget_tokens",
                      "Retries a profile's retry budget holds now (each retry spends one).",
-                     ("profile",), registry=REGISTRY)
+                     ("profile",), registry=REGISTRY, multiprocess_mode="livesum")
 UPSTREAM_RETRIES_DENIED = Counter("gateway_upstream_retries_denied_total",
                                   "Retryable upstream failures not retried, by why "
                                   "(budget, deadline, attempts, retry_after_too_long).",
@@ -117,13 +121,19 @@ UPSTREAM_TOLERATED = Counter("gateway_upstream_tolerated_total",
 IDEMPOTENT_REPLAYS = Counter("gateway_idempotent_replays_total",
                              "Creates answered from an earlier call with the same key, by how "
                              "(stored, awaited, recovered).", ("how",), registry=REGISTRY)
+IDEMPOTENCY_FALLBACKS = Counter("gateway_idempotency_fallbacks_total",
+                                "Keyed creates the shared (Redis) idempotency window could not "
+                                "serve (answered by the in-process window and the upstream marker "
+                                "look-up) or record, by why (redis_error, breaker_open, "
+                                "pool_full, finish_failed).", ("why",), registry=REGISTRY)
 CALLS_REFUSED = Counter("gateway_calls_refused_total",
                         "gRPC calls refused before they were served, by reason (request_timeout, "
                         "pending_evicted, concurrency, no_request, undecodable_request).",
                         ("reason",), registry=REGISTRY)
 UPSTREAM_KEY_MISSING = Gauge("gateway_upstream_key_missing",
                              "1 while a profile has no upstream key (the consumer service is "
-                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY)
+                             "NOT_SERVING meanwhile).", ("profile",), registry=REGISTRY,
+                             multiprocess_mode="livemax")
 HTTP_CONNECTIONS_CLOSED = Counter("gateway_http_connections_closed_total",
                                   "HTTP connections closed by a bound, by reason (header_timeout, "
                                   "body_timeout, evicted, connection_limit, headers_too_large).", ("reason",),

@@ -51,6 +51,10 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     ('[cache]\nredis_op_timeout_seconds = 0\n', "cache.redis_op_timeout_seconds"),
     ('[cache]\nmax_bytes = -1\n', "cache.max_bytes"),
     ('[cache]\nlist_messages_ttl_seconds = -2\n', "cache.list_messages_ttl_seconds"),
+    ('[reliability]\nidempotency_backend = "disk"\n', "reliability.idempotency_backend"),
+    ('[server]\nmax_connection_age_seconds = -1\n', "server.max_connection_age_seconds"),
+    ('[server]\nmax_connection_age_grace_seconds = 0\n',
+     "server.max_connection_age_grace_seconds"),
 ])
 def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

@@ -22,8 +22,9 @@ We chose the look-up over "refuse to retry ambiguous failures": refusing only mo
 to the consumer, whose retry could not be deduplicated either once the answer was lost. The
 look-up scans one page (100 newest messages), enough because the lost create was the thread's
 newest a moment ago; a thread receiving more than 100 creates within one retry interval could
-hide it. The window store is in-process: replicas share only the upstream marker, so
-cross-replica duplicates are still caught after ambiguous failures, not after successes.
+hide it. This window store is in-process; with Redis configured the window is shared by every
+worker and replica (``gateway.operations.shared_idempotency``, same semantics), and this store is
+its fallback while Redis is unavailable.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
@@ -49,7 +50,7 @@ from gateway.operations.validation import MARKER_KEY, MAX_ID_LENGTH
 from gateway.upstream.admission import ADMISSION_REASON
 from gateway.upstream.circuit import CIRCUIT_OPEN_REASON
 
-__all__ = ["MARKER_KEY", "IdempotencyStore", "marker"]
+__all__ = ["MARKER_KEY", "IdempotencyStore", "IdempotencyWindow", "marker"]
 #: The upstream's metadata limit; the marker takes one of the pairs.
 MAX_METADATA_PAIRS = 16
 #: How many of the thread's newest messages the look-up searches.
@@ -115,6 +116,15 @@ def find_marked(page: Any, mark: str) -> Any | None:
         if isinstance(meta, dict) and meta.get(MARKER_KEY) == mark:
             return item
     return None
+
+
+class IdempotencyWindow(Protocol):
+    """What the operations need: ``IdempotencyStore`` here, or the shared one
+    (``gateway.operations.shared_idempotency``)."""
+
+    async def run(self, consumer: str, key: str, print_: str,
+                  create: Callable[[bool], Awaitable[pb.Message]], *,
+                  remaining: Callable[[], float | None]) -> pb.Message: ...
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from gateway.config import CacheSettings
 from gateway.context import CallContext
 from gateway.errors import Internal
 from gateway.operations import idempotency
-from gateway.operations.idempotency import IdempotencyStore
+from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
 from gateway.operations.ownership import Ownership
 from gateway.operations import validation as check
 from gateway.operations.validation import ORDER_NAMES, ROLE_NAMES
@@ -70,14 +70,14 @@ class MessageOperations:
     def __init__(
         self,
         upstream: Upstream,
-        idempotency_store: IdempotencyStore | None = None,
+        idempotency_store: IdempotencyWindow | None = None,
         cache: ResponseCache | None = None,
         ownership: Ownership | None = None,
     ) -> None:
         self._upstream = upstream
         # ``is None``, not ``or``: a store has a length, so the empty one it starts as is falsy.
-        self._idempotency = (idempotency_store if idempotency_store is not None
-                             else IdempotencyStore())
+        self._idempotency: IdempotencyWindow = (
+            idempotency_store if idempotency_store is not None else IdempotencyStore())
         self.allowed_headers = upstream.settings.allowed_extra_headers
         #: Reads go through it, writes invalidate it; in-process with default settings.
         self.cache = cache if cache is not None else build_cache(CacheSettings())

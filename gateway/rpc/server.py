@@ -25,6 +25,20 @@ SERVICE_NAME = SERVICE.full_name
 THREADS_SERVICE_NAME = THREADS_SERVICE.full_name
 
 
+def connection_age_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """GOAWAY after ``max_connection_age_seconds`` (a Service balances connections, not calls:
+    without it a consumer stays on the pod it first reached and new pods get nothing), then
+    ``max_connection_age_grace_seconds`` for the calls still open. A stream still open after the
+    grace ends UNAVAILABLE and is resumed from its last item by the typed clients."""
+    if not settings.max_connection_age_seconds:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", max(1, int(settings.max_connection_age_seconds * 1000))),
+        ("grpc.max_connection_age_grace_ms",
+         int(settings.max_connection_age_grace_seconds * 1000)),
+    ]
+
+
 class GrpcServer:
     """The gRPC face: one grpc.aio server with health and reflection."""
 
@@ -56,6 +70,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+                *connection_age_options(settings),
             ],
         )
         GrpcFace(self.pipeline, {SERVICE: operations,

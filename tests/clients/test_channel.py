@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ from tests.clients.conftest import new_thread
 
 def test_service_config_balances_and_leaves_retries_to_the_client() -> None:
     parsed = json.loads(service_config())
-    assert parsed == {"loadBalancingConfig": [{"round_robin": {}}]}
+    assert parsed == {"loadBalancingConfig": [{"round_robin": {}}],
+                      "healthCheckConfig": {"serviceName": "messages_gateway.v1.MessagesService"}}
 
 
 def test_service_config_with_a_policy_retries_only_idempotent_methods() -> None:
@@ -43,8 +45,9 @@ class MetadataRecorder(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        self.seen.append({k: v for k, v in details.invocation_metadata or ()
-                          if isinstance(v, str)})
+        if not details.method.startswith("/grpc.health."):  # the client's own health checks
+            self.seen.append({k: v for k, v in details.invocation_metadata or ()
+                              if isinstance(v, str)})
         return await continuation(details)
 
 
@@ -123,3 +126,43 @@ def test_client_config_key_metadata_and_tls_switch() -> None:
     assert ClientConfig(target="x:1", api_key="k").metadata() == (("authorization", "Bearer k"),)
     assert not ClientConfig(target="x:1").secure
     assert ClientConfig(target="x:1", tls=True).secure
+
+
+async def test_round_robin_spreads_calls_over_every_address_of_the_target(
+    gateway, emulator
+) -> None:
+    """What a headless Service gives the client (one address per pod): calls reach them all."""
+    recorders = [MetadataRecorder(), MetadataRecorder()]
+    servers = []
+    for recorder in recorders:
+        server = GrpcServer(ServerSettings(grpc_listen="127.0.0.1:0", grace_seconds=0.5),
+                            gateway.operations, interceptors=[recorder])
+        await server.start("127.0.0.1:0")
+        servers.append(server)
+    thread_id, (message_id,) = new_thread(emulator, 1)
+    target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    try:
+        async with AsyncMessagesGatewayClient(target, timeout=5) as client:
+            for _ in range(20):
+                assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id
+        served = [len(r.seen) for r in recorders]
+        assert sum(served) == 20 and min(served) >= 5, served
+    finally:
+        for server in servers:
+            await server.drain(0.1)
+
+
+async def test_client_health_checking_skips_a_not_serving_gateway(gateway, emulator) -> None:
+    """healthCheckConfig: a gateway reporting NOT_SERVING (draining, no upstream key) gets no
+    calls from the typed client: with no other address they fail UNAVAILABLE at once."""
+    thread_id, (message_id,) = new_thread(emulator, 1)
+    async with AsyncMessagesGatewayClient(f"127.0.0.1:{gateway.grpc_port}", timeout=5,
+                                          max_retries=0) as client:
+        assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id
+        await gateway.grpc.set_consumer_ready(False)
+        await asyncio.sleep(0.2)  # the health watch delivers NOT_SERVING
+        with pytest.raises(UnavailableError):  # the gateway would answer it from its cache
+            await client.messages.retrieve(message_id, thread_id=thread_id)
+        await gateway.grpc.set_consumer_ready(True)
+        await asyncio.sleep(0.2)
+        assert (await client.messages.retrieve(message_id, thread_id=thread_id)).id

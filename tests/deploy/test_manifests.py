@@ -87,6 +87,23 @@ def test_termination_grace_outlasts_the_gateway_drain(settings, pod) -> None:
     assert liveness["periodSeconds"] * liveness["failureThreshold"] > drain
 
 
+def test_workers_fit_the_pod(settings, pod) -> None:
+    """One requested CPU per worker; the supervisor's kill comes before the kubelet's."""
+    from gateway.config_checks import worker_count
+    from gateway.supervisor import KILL_MARGIN_SECONDS
+
+    workers = worker_count(settings.server.workers)
+    (container,) = pod["spec"]["containers"]
+    cpu = str(container["resources"]["requests"]["cpu"])
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    assert cores >= workers
+    server = settings.server
+    assert pod["spec"]["terminationGracePeriodSeconds"] > (
+        server.drain_delay_seconds + server.grace_seconds + KILL_MARGIN_SECONDS)
+    if workers > 1:  # per-worker state would not hold across the pod's workers
+        assert settings.cache.backend == "redis" and settings.auth.limits_backend == "redis"
+
+
 def test_probes_are_native_grpc_on_the_grpc_port(settings, pod) -> None:
     (container,) = pod["spec"]["containers"]
     ports = container_ports(pod)
