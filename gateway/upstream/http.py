@@ -45,7 +45,8 @@ class UpstreamURLs:
 
     def __init__(self, base_url: str) -> None:
         self.base = httpx.URL(base_url.rstrip("/"))
-        self._path = self.base.raw_path.decode("ascii")
+        # "/" for a base URL without a path: the segments bring their own slashes.
+        self._path = self.base.raw_path.decode("ascii").rstrip("/")
         # httpx.URL keeps its parse in ``_uri_reference`` (a NamedTuple); httpx is pinned, and
         # without it every URL is parsed as a string instead.
         self._parsed = getattr(self.base, "_uri_reference", None)

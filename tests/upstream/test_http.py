@@ -53,7 +53,8 @@ QUERIES = [None, {}, {"limit": "20", "order": "desc"}, {"after": "msg_1", "q": "
 
 
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8099/v1", "https://api.example.test/v1/",
-                                  "http://[::1]:9000/base/path"])
+                                  "http://[::1]:9000/base/path", "http://127.0.0.1:8099",
+                                  "http://127.0.0.1:8099/"])
 @pytest.mark.parametrize("segments", SEGMENTS)
 @pytest.mark.parametrize("query", QUERIES)
 def test_built_urls_equal_httpx_parsing_the_same_url(
@@ -85,3 +86,8 @@ def test_without_the_parse_attribute_urls_are_still_right(monkeypatch: pytest.Mo
     monkeypatch.setattr(urls, "_parsed", None)
     assert str(urls.url(["threads", "t 1"], {"limit": "2"})) == \
         "http://127.0.0.1:8099/v1/threads/t%201?limit=2"
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8099", "http://127.0.0.1:8099/"])
+def test_a_base_url_without_a_path_gets_no_double_slash(base: str) -> None:
+    assert str(UpstreamURLs(base).url(["threads", "t"])) == "http://127.0.0.1:8099/threads/t"
