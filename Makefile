@@ -31,7 +31,7 @@ BASELINE := protos/baseline.binpb
 BUF_BUILD_SET = $(BUF) build --as-file-descriptor-set
 
 .PHONY: venv tools node-deps buf-deps protos check-protos buf-check contract-baseline test demo \
-	bench soak clean
+	bench stress soak clean
 
 venv: $(STAMP)
 
@@ -111,6 +111,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+# The reliability suite at the fault plan's full scale (counts in tests/reliability/conftest.py).
+stress: $(STAMP)
+	RELIABILITY_STRESS=1 $(PY) -m pytest -q tests/reliability
 
 # Bounded mixed traffic with 5 % injected faults; make soak SOAK_SECONDS=60 for a short run.
 SOAK_SECONDS ?= 600

@@ -4,6 +4,7 @@ a leak check every fault test ends with, and the "N of N faults survived" summar
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,17 @@ from tests.conftest import EMULATOR_KEY
 #: Short backoffs and a quick circuit so the suite stays fast; the logic is the production one.
 TEST_RELIABILITY = {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05,
                     "circuit_open_seconds": 0.3}
+
+#: `make stress` (RELIABILITY_STRESS=1) runs the load rows of the fault plan at the plan's full
+#: scale; `make test` runs the same code at a scale that fits CI's time and still covers each path.
+STRESS = os.environ.get("RELIABILITY_STRESS") == "1"
+
+
+def scale(full: int, ci: int) -> int:
+    """A count (calls, streams, steps, seconds) for the current run: the plan's under `make
+    stress`, the CI-sized one otherwise."""
+    return full if STRESS else ci
+
 
 #: Tasks that are not per-request work: the emulator's idle keep-alive connections (their number
 #: is the gateway's pool, bounded by max_keepalive_connections).
