@@ -257,12 +257,13 @@ async def test_tenant_b_never_receives_tenant_a_entry(emulator, tmp_path) -> Non
 async def test_leader_cancelled_followers_still_succeed_with_one_upstream_call(
     stub, emulator
 ) -> None:
+    # The fault plan's R3: 500 requests for one cold key, the leader cancelled halfway.
     message = await seeded(emulator, stub)
-    emulator.faults.set_latency("getMessage", 0.3)
+    emulator.faults.set_latency("getMessage", 0.5)
     leader = stub.GetMessage(get_req(message))
     await asyncio.sleep(0.1)  # the leader's fetch is in flight
-    followers = [stub.GetMessage(get_req(message)) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    followers = [stub.GetMessage(get_req(message)) for _ in range(499)]
+    await asyncio.sleep(0.1)
     leader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await leader

@@ -156,20 +156,24 @@ async def test_fault_429_retry_header_obeyed_then_ok(
     await harness.assert_clean()
 
 
-async def test_fault_429_http_date_beyond_the_deadline_answers_at_once(harness: Harness) -> None:
+@pytest.mark.parametrize("form, seconds", [("http-date", 5), ("seconds", 10)])
+async def test_fault_429_retry_after_beyond_the_deadline_answers_at_once(
+        harness: Harness, form: str, seconds: int) -> None:
     import datetime
 
     thread_id = await harness.thread(1)
     message_id = harness.emulator.store.message_ids(thread_id)[0]
-    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5)
-    harness.emulator.faults.add("getMessage", "status", status=429,
-                                retry_after=email.utils.format_datetime(when, usegmt=True))
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    retry_after = (email.utils.format_datetime(when, usegmt=True) if form == "http-date"
+                   else str(seconds))
+    harness.emulator.faults.add("getMessage", "status", status=429, retry_after=retry_after)
     started = time.monotonic()
     err = await failing(get(harness, thread_id, message_id, timeout=1.0))
     assert time.monotonic() - started < 0.3  # no sleep at all
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(err.trailing_metadata())["grpc-retry-pushback-ms"].isdigit()
     delay = details(err)["RetryInfo"].retry_delay  # type: ignore[attr-defined]
-    assert 3 <= delay.seconds <= 5
+    assert seconds - 2 <= delay.seconds <= seconds
     assert harness.emulator.log.count("getMessage") == 1
     await harness.assert_clean()
 
