@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import signal
 import socket
@@ -464,3 +465,23 @@ async def test_fault_sigterm_with_streams_in_flight(emulator: EmulatorServer, tm
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("body", [
+    {"object": "list", "data": "not a list", "first_id": None, "last_id": None, "has_more": False},
+    {"object": "list", "first_id": None, "last_id": None, "has_more": False},  # no data
+    {"object": "list", "data": [], "first_id": None, "last_id": None},  # no has_more
+    {"object": "list", "data": [{"id": 7, "object": "thread.message"}], "has_more": False},
+], ids=["data-not-a-list", "no-data", "no-has-more", "item-of-wrong-types"])
+async def test_fault_list_of_the_wrong_shape_internal_never_unknown(
+        harness: Harness, body: dict[str, object]) -> None:
+    thread_id = await harness.thread(1)
+    harness.emulator.faults.add("listMessages", "non_json", status=200, body=json.dumps(body))
+    err = await failing(harness.stub.ListMessages(pb.ListMessagesRequest(thread_id=thread_id),
+                                                  timeout=5))
+    assert err.code() == grpc.StatusCode.INTERNAL
+    assert details(err)["ErrorInfo"].reason == "UPSTREAM_INVALID_RESPONSE"  # type: ignore[attr-defined]
+    # Valid JSON of the wrong shape is the upstream's answer, not a transport accident: sent again
+    # it would be the same, so it is not retried (cut or non-JSON bodies are).
+    assert harness.emulator.log.count("listMessages") == 1
+    await harness.assert_clean()
