@@ -116,3 +116,27 @@ async def test_drift_new_role_and_part_types_arrive_with_the_rest_of_the_page(
         assert items[2]["content"][0]["text"]["value"] == "after"
     one = await faces.http.get(f"/threads/{thread_id}/messages/{ids[1]}")
     assert one.status_code == 200 and one.json()["content"] == NEW_PARTS
+
+
+# -- fields the contract does not have, and ids that are not there ----------------------------------
+
+
+async def test_drift_extra_message_fields_are_not_forwarded_on_either_face(
+        faces: Faces, emulator: EmulatorServer) -> None:
+    thread_id, ids = thread_with(emulator, {"x_internal_note": "upstream-only", "score": 0.5})
+    assert [m.id for m in await grpc_list(faces, thread_id)] == ids
+    for items in (await rest_list(faces, thread_id), await rest_stream(faces, thread_id)):
+        assert [m["id"] for m in items] == ids
+        assert "x_internal_note" not in items[1] and "score" not in items[1]
+        assert "upstream-only" not in json.dumps(items)
+
+
+async def test_drift_a_message_without_an_id_fails_the_page_internal_on_both_faces(
+        faces: Faces, emulator: EmulatorServer) -> None:
+    thread_id, _ = thread_with(emulator, {"id": None})
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await grpc_list(faces, thread_id)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    response = await faces.http.get(f"/threads/{thread_id}/messages")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "upstream_invalid_response"
