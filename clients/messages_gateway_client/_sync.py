@@ -11,16 +11,17 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from clients import _requests as build
-from clients._channel import NOT_GIVEN, ClientConfig
-from clients._errors import APITimeoutError, error_from_rpc
-from clients._raw import MetadataPairs, RawResponse, RawStream, capture, capturing, to_raw
-from clients._pages import Page
-from clients._resume import Cursor
-from clients._retry import Attempts
-from clients._threads import Threads
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client import _requests as build
+from messages_gateway_client._channel import NOT_GIVEN, ClientConfig
+from messages_gateway_client._errors import APITimeoutError, error_from_rpc
+from messages_gateway_client._raw import (MetadataPairs, RawResponse, RawStream, capture,
+                                         capturing, to_raw)
+from messages_gateway_client._pages import Page
+from messages_gateway_client._resume import Cursor
+from messages_gateway_client._retry import Attempts
+from messages_gateway_client._threads import Threads
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
 PageT = TypeVar("PageT", pb.MessagePage, pb.MessageFilePage)
 ItemT = TypeVar("ItemT", pb.Message, pb.MessageFile)
@@ -114,7 +115,7 @@ class MessagesGatewayClient:
 class Stream(Generic[PageT, ItemT]):
     """A whole list over one server stream: iterate for items, ``pages()`` for pages.
 
-    Broken streams resume by themselves from the last page received (see ``clients._resume``);
+    Broken streams resume by themselves from the last page received (see ``_resume``);
     ``resumes`` counts how often. The timeout covers the whole iteration, resumes included.
     A stream is iterated once; call ``list()`` again for a fresh one.
     """
