@@ -4,10 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto')
-GEN_DIR := clients/generated
-# The protos are compiled under the virtual root clients/generated, so the generated modules are
-# importable as clients.generated.messages_gateway.v1.* without the server.
-PROTOC = $(PY) -m grpc_tools.protoc --proto_path=$(GEN_DIR)=protos \
+# The protos are compiled under the virtual root messages_gateway_client/generated into clients/
+# (the client distribution's folder), so the generated modules land in GEN_DIR and are importable
+# as messages_gateway_client.generated.messages_gateway.v1.* without the server.
+GEN_OUT := clients
+GEN_ROOT := messages_gateway_client/generated
+GEN_DIR := $(GEN_OUT)/$(GEN_ROOT)
+GEN_SRC = $(patsubst protos/%,$(GEN_ROOT)/%,$(PROTO_SRC))
+PROTOC = $(PY) -m grpc_tools.protoc --proto_path=$(GEN_ROOT)=protos \
 	-I$$($(PY) -c 'import grpc_tools,os;print(os.path.join(os.path.dirname(grpc_tools.__file__),"_proto"))') \
 	-I$$($(PY) -c 'import google.api.annotations_pb2 as m,os;print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))')
 
@@ -70,18 +74,16 @@ $(STAMP): pyproject.toml $(LOCKS)
 
 protos: $(STAMP) $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	rm -rf $(GEN_DIR)/messages_gateway
-	$(PROTOC) --python_out=. --pyi_out=. --grpc_python_out=. \
-		$(patsubst protos/%,$(GEN_DIR)/%,$(PROTO_SRC))
+	$(PROTOC) --python_out=$(GEN_OUT) --pyi_out=$(GEN_OUT) --grpc_python_out=$(GEN_OUT) $(GEN_SRC)
 	find $(GEN_DIR)/messages_gateway -type d -exec touch {}/__init__.py \;
 	$(BUF_BUILD_SET) -o $(DESCRIPTOR_SET)
 
 # Fails when the committed generated code differs from what the protos produce.
 check-protos: $(STAMP) $(TOOLS_STAMP) $(BUF_DEPS_STAMP)
 	rm -rf .gen-check && mkdir -p .gen-check
-	$(PROTOC) --python_out=.gen-check --pyi_out=.gen-check --grpc_python_out=.gen-check \
-		$(patsubst protos/%,$(GEN_DIR)/%,$(PROTO_SRC))
-	find .gen-check/$(GEN_DIR)/messages_gateway -type d -exec touch {}/__init__.py \;
-	diff -r -x __pycache__ .gen-check/$(GEN_DIR)/messages_gateway $(GEN_DIR)/messages_gateway \
+	$(PROTOC) --python_out=.gen-check --pyi_out=.gen-check --grpc_python_out=.gen-check $(GEN_SRC)
+	find .gen-check/$(GEN_ROOT)/messages_gateway -type d -exec touch {}/__init__.py \;
+	diff -r -x __pycache__ .gen-check/$(GEN_ROOT)/messages_gateway $(GEN_DIR)/messages_gateway \
 		|| (echo "generated code is stale: run 'make protos'"; rm -rf .gen-check; exit 1)
 	$(BUF_BUILD_SET) -o .gen-check/messages_gateway.binpb
 	cmp -s .gen-check/messages_gateway.binpb $(DESCRIPTOR_SET) \

@@ -18,7 +18,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 DEMO_UPSTREAM_KEY = "sk-demo-upstream-key"
 
@@ -79,7 +79,7 @@ async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: floa
 def consumer(target: str) -> str:
     """What an internal service does over gRPC with the typed client: make a thread, write,
     page, stream, read (no upstream key anywhere). Returns the thread's id."""
-    from clients import MessagesGatewayClient, NotFoundError, BadRequestError
+    from messages_gateway_client import MessagesGatewayClient, NotFoundError, BadRequestError
 
     with MessagesGatewayClient(target, timeout=10) as client:
         thread_id = client.threads.create(metadata={"source": "demo"}).id

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.config import Settings, ServerSettings, UpstreamSettings
 from gateway.emulator.server import EmulatorServer

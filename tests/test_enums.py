@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import enums
 from gateway.enums import WireNames
 

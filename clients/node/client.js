@@ -1,9 +1,10 @@
 'use strict';
 // A small Node.js client for the Messages Gateway: @grpc/grpc-js stubs made at run time by
-// @grpc/proto-loader from the shipped descriptor set (clients/generated/messages_gateway.binpb),
-// plus what every consumer needs besides the stubs: the gateway key, deadlines, google.rpc error
-// details decoded from the `grpc-status-details-bin` trailer, and streams that resume from the
-// `resume-after` / `resume-before` trailer when they break after a page.
+// @grpc/proto-loader from the shipped descriptor set
+// (clients/messages_gateway_client/generated/messages_gateway.binpb), plus what every consumer
+// needs besides the stubs: the gateway key, deadlines, google.rpc error details decoded from the
+// `grpc-status-details-bin` trailer, and streams that resume from the `resume-after` /
+// `resume-before` trailer when they break after a page.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -13,7 +14,8 @@ const protobuf = require('protobufjs');
 const descriptor = require('protobufjs/ext/descriptor');
 
 /** The descriptor set `make protos` builds and ships (imports, source info, google.rpc). */
-const DESCRIPTOR_SET = path.resolve(__dirname, '..', 'generated', 'messages_gateway.binpb');
+const DESCRIPTOR_SET = path.resolve(__dirname, '..', 'messages_gateway_client', 'generated',
+  'messages_gateway.binpb');
 
 /** proto-loader options: field names as in the proto (snake_case), enums as their names,
  * 64-bit integers as strings, unset fields with their defaults, and the oneof case named. */

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway.metrics import consumer_label
 from gateway.cache.backend import Backend, Entry, Lookup

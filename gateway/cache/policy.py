@@ -13,7 +13,7 @@ import enum
 
 from google.protobuf.message import Message
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.config import CacheSettings
 
 __all__ = [

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway import cache as cached
 from gateway.cache import ResponseCache, build_cache

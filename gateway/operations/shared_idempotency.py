@@ -34,7 +34,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway.errors import DeadlineExceeded, FieldViolation, GatewayError, InvalidArgument
 from gateway.operations.idempotency import IdempotencyStore, may_have_happened

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.context import CallContext
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.operations import thread_validation as check

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.enums import ORDER, ROLE
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.headers import FORBIDDEN_EXTRA, MAX_EXTRA_HEADER_CHARS

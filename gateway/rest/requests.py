@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.enums import ORDER, ROLE
 from gateway.errors import Cancelled, FieldViolation, InvalidArgument
 from gateway.headers import BETA_VALUE, OPENAI_BETA

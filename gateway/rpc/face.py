@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.context import CallContext
 from gateway.errors import GatewayError
 from gateway.headers import GATEWAY_REQUEST_ID

@@ -45,8 +45,8 @@ import grpc
 import httpx
 import psutil
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.credentials import store
 from gateway.credentials.keys import generate_key
 from gateway.credentials.store import Consumer, KeyRecord, StoreData

@@ -114,8 +114,8 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
     import grpc
     import orjson
 
-    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-    from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
     from gateway.upstream import wire
 
     reply = wire.message_from_json(orjson.loads(body)) if body else pb.Message()

@@ -27,8 +27,8 @@ from typing import Any
 
 import grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench import proxy_harness as h
 from tests.bench.loadgen import grpc_frame
 from tests.bench.static_upstream import (

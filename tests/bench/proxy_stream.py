@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import httpx
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench import loadgen
 from tests.bench import proxy_harness as h
 from tests.bench.proxy_grpc import SERVICE

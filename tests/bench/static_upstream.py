@@ -227,7 +227,7 @@ async def start_static_upstream(stack: ExitStack, prefix: Path) -> StaticUpstrea
 
 def write_frames(directory: Path) -> dict[str, Path]:
     """h2load frame files of the cases, from the contract's generated classes."""
-    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
     from tests.bench.loadgen import grpc_frame
 
     directory.mkdir(parents=True, exist_ok=True)

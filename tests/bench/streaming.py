@@ -38,8 +38,8 @@ import httpx
 import psutil
 from aiohttp import web
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.config import UpstreamSettings
 from gateway.upstream.http import build_transport
 from tests.bench.common import child_env, free_port, python_args, start_process, wait_http

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from tests.bench.workers import SHAPES, frame, parse_h2load
 
 SUMMARY = """

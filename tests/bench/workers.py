@@ -36,8 +36,8 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.bench.common import child_env, free_port, python_args, start_process
 from tests.bench.upstream_transport import message_body, start_server
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import struct_pb2
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.cache.policy import CachePolicy, Directive, cacheable, directive, options_bypass
 from gateway.config import CacheSettings
 

@@ -11,8 +11,8 @@ import grpc
 import pytest
 import redis
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.config import CacheSettings, Settings
 from gateway.emulator.server import EmulatorServer

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from clients import AsyncMessagesGatewayClient
+from messages_gateway_client import AsyncMessagesGatewayClient
 from gateway.app import Gateway
 from gateway.emulator.server import EmulatorServer
 

@@ -8,14 +8,14 @@ import time
 import grpc
 import pytest
 
-from clients import (
+from messages_gateway_client import (
     APITimeoutError,
     AsyncMessagesGatewayClient,
     BadRequestError,
     NotFoundError,
     UnavailableError,
 )
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from tests.clients.conftest import new_thread
 
 

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 
-from clients import IDEMPOTENT_METHODS, AsyncMessagesGatewayClient, UnavailableError
-from clients._channel import RETRY_POLICY, ClientConfig, service_config
+from messages_gateway_client import (IDEMPOTENT_METHODS, AsyncMessagesGatewayClient,
+                                     UnavailableError)
+from messages_gateway_client._channel import RETRY_POLICY, ClientConfig, service_config
 from gateway.app import Gateway
 from gateway.config import ServerSettings
 from gateway.rpc.server import GrpcServer

@@ -1,4 +1,4 @@
-"""``python -m clients`` as people run it: a subprocess against a real gateway."""
+"""``python -m messages_gateway_client`` as people run it: a subprocess against a real gateway."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli import main
+from messages_gateway_client.cli import main
 from tests.clients.conftest import new_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def cli(*args: str, env: dict[str, str] | None = None,
               timeout: float = 30.0) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "clients", *args, cwd=ROOT,
+        sys.executable, "-m", "messages_gateway_client", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
@@ -106,8 +106,8 @@ async def test_cli_shows_progress_on_stderr_when_stdout_is_a_terminal(target, em
     leader, follower = pty.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "clients", "messages", "list", thread_id, "--limit", "2",
-            "--target", target, cwd=ROOT, stdout=follower, stderr=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "messages_gateway_client", "messages", "list", thread_id,
+            "--limit", "2", "--target", target, cwd=ROOT, stdout=follower, stderr=asyncio.subprocess.PIPE,
         )
         os.close(follower)
         follower = -1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from clients._json import message_json
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client._json import message_json
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 
 def test_message_json_renders_a_new_part_type_and_role_as_the_upstream_sent_them() -> None:

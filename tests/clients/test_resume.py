@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from clients import InternalServerError, MessagesGatewayClient, UnavailableError
+from messages_gateway_client import InternalServerError, MessagesGatewayClient, UnavailableError
 from tests.clients.conftest import PAGE_LATENCY, arm_mid_stream_failure, new_thread
 
 
@@ -91,7 +91,7 @@ async def test_async_non_retryable_mid_stream_failure_is_raised_with_cursor(
 
 
 async def test_async_resume_budget_is_bounded(target, emulator) -> None:
-    from clients import AsyncMessagesGatewayClient
+    from messages_gateway_client import AsyncMessagesGatewayClient
 
     thread_id, _ = new_thread(emulator, 9)
     emulator.faults.set_latency("listMessages", PAGE_LATENCY)

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from clients import (
+from messages_gateway_client import (
     AsyncMessagesGatewayClient,
     BadRequestError,
     MessagesGatewayClient,
@@ -23,7 +23,7 @@ from clients import (
     to_dict,
     to_json,
 )
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from tests.clients.conftest import new_thread
 
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from clients import APITimeoutError, MessagesGatewayClient, NotFoundError, UnavailableError
+from messages_gateway_client import (APITimeoutError, MessagesGatewayClient, NotFoundError,
+                                     UnavailableError)
 from tests.clients.conftest import new_thread
 
 

@@ -1,12 +1,13 @@
-"""``client.threads`` and ``python -m clients threads``: threads without any upstream key."""
+"""``client.threads`` and ``python -m messages_gateway_client threads``: threads without any
+upstream key."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from clients import AsyncMessagesGatewayClient
-from clients._errors import GatewayError
+from messages_gateway_client import AsyncMessagesGatewayClient
+from messages_gateway_client._errors import GatewayError
 from tests.clients.test_cli import cli, lines
 
 

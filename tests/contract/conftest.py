@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BUF = ROOT / "tools" / "node_modules" / ".bin" / "buf"
 BUF_DEPS = ROOT / ".buf-deps" / "googleapis"
 BASELINE = ROOT / "protos" / "baseline.binpb"
-DESCRIPTOR_SET = ROOT / "clients" / "generated" / "messages_gateway.binpb"
+DESCRIPTOR_SET = (ROOT / "clients" / "messages_gateway_client" / "generated"
+                  / "messages_gateway.binpb")
 
 
 def require(paths: list[Path], hint: str) -> None:

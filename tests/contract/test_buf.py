@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from clients.generated.messages_gateway.v1 import messages_pb2
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2
 from tests.contract.conftest import BASELINE, BUF_DEPS, DESCRIPTOR_SET, ROOT
 
 PROTO = Path("protos/messages_gateway/v1/messages.proto")
@@ -102,7 +102,7 @@ def drop_json_names(message: descriptor_pb2.DescriptorProto) -> None:
 
 def test_descriptor_set_matches_the_python_stubs() -> None:
     """Same messages, fields, numbers and types as the generated Python code (whose file lives
-    under the virtual root clients/generated, hence the different file name)."""
+    under the virtual root messages_gateway_client/generated, hence the different file name)."""
     shipped = load_set()["messages_gateway/v1/messages.proto"]
     python = descriptor_pb2.FileDescriptorProto()
     messages_pb2.DESCRIPTOR.CopyToProto(python)

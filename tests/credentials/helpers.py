@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.config import AuthSettings, Settings
 from gateway.credentials import store

@@ -9,8 +9,8 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
 from gateway.credentials.limits import LocalLimits, RateLimit, RedisLimits, peer_address
 from tests.credentials.helpers import add_consumer, auth_settings, bearer

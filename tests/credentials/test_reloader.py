@@ -13,8 +13,8 @@ import time
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.credentials import store
 from gateway.credentials.reloader import Reloader
 from gateway.demo import free_port

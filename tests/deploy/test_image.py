@@ -107,6 +107,10 @@ def test_the_production_build_has_no_emulator_or_demo(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.startswith(("gateway/emulator/", "gateway/demo"))]
     assert "gateway/app.py" in names and "gateway/tracing.py" in names
+    # The generated code the server imports comes with it, in the client package (clients/ is
+    # only its folder: no `clients` package).
+    assert "messages_gateway_client/generated/messages_gateway.binpb" in names
+    assert not [n for n in names if n.startswith("clients/")]
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     # -S: no site processing, so the checkout's editable install (a .pth finder that maps every
@@ -115,10 +119,12 @@ def test_the_production_build_has_no_emulator_or_demo(tmp_path: Path) -> None:
     env = {"PYTHONPATH": f"{installed}:{sysconfig.get_paths()['purelib']}", "PATH": "/usr/bin:/bin"}
     check = subprocess.run(
         [sys.executable, "-S", "-c", "import importlib.util as u, gateway, gateway.app; "
+         "import messages_gateway_client.generated.messages_gateway.v1.messages_pb2 as pb; "
          "assert gateway.__file__.startswith(%r), gateway.__file__; "
+         "assert pb.__file__.startswith(%r), pb.__file__; "
          "assert u.find_spec('gateway.emulator') is None and u.find_spec('gateway.demo') is None"
-         % str(installed)], env=env, cwd=tmp_path, capture_output=True, text=True,
-        timeout=60)
+         % (str(installed), str(installed))], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     emulator = subprocess.run([sys.executable, "-S", "-m", "gateway", "emulator"], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
 from gateway.emulator.server import EmulatorServer
 from tests.credentials.helpers import add_consumer, auth_settings, bearer

@@ -305,8 +305,8 @@ async def test_another_owners_thread_and_a_missing_one_answer_byte_for_byte_alik
     gateway's own request id aside), the first time and once the owner is cached."""
     import grpc
 
-    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-    from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
     gateway, keys = tenant_owned.gateway, tenant_owned.keys
     made = await tenant_owned.connected.drivers["grpc"].call(

@@ -23,8 +23,8 @@ import urllib.request
 import grpc
 import psutil
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 
 KEY = "sk-soak"
 #: Faults drawn for the 5 %: (operation, kind, params).

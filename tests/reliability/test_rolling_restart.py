@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from clients import AsyncMessagesGatewayClient
+from messages_gateway_client import AsyncMessagesGatewayClient
 from gateway.app import Gateway, start_gateway
 from gateway.config import Settings
 from tests.clients.conftest import new_thread

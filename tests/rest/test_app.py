@@ -11,7 +11,7 @@ import pytest
 from google.api import annotations_pb2
 from starlette.routing import Route
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.app import Gateway
 from gateway.emulator.server import EmulatorServer
 from gateway.operations.messages import MessageOperations

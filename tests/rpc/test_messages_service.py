@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
 from tests.conftest import EMULATOR_KEY, gateway_settings, gateway_stub
 

@@ -10,8 +10,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import start_gateway
 from gateway.config import ServerSettings
 from gateway.rpc.server import SERVICE_NAME, connection_age_options
@@ -43,7 +43,8 @@ async def test_health_is_serving_then_not_serving_while_draining(gateway, emulat
         assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
         watch = health.Watch(request)
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
-        from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+        from messages_gateway_client.generated.messages_gateway.v1 import (
+            messages_pb2_grpc as pb_grpc)
 
         slow = asyncio.ensure_future(pb_grpc.MessagesServiceStub(channel).GetMessage(
             pb.GetMessageRequest(thread_id=thread_id, message_id=message["id"]), timeout=10))
@@ -57,9 +58,10 @@ async def test_health_is_serving_then_not_serving_while_draining(gateway, emulat
 
 
 def test_generated_code_imports_without_the_server() -> None:
-    code = ("import sys; from clients.generated.messages_gateway.v1 import messages_pb2, "
-            "messages_pb2_grpc; assert not [m for m in sys.modules if m.startswith('gateway')], "
-            "'server imported'; print(messages_pb2.Message.DESCRIPTOR.full_name)")
+    code = ("import sys; from messages_gateway_client.generated.messages_gateway.v1 import "
+            "messages_pb2, messages_pb2_grpc; "
+            "assert not [m for m in sys.modules if m.startswith('gateway')], 'server imported'; "
+            "print(messages_pb2.Message.DESCRIPTOR.full_name)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "messages_gateway.v1.Message"
 
@@ -70,7 +72,8 @@ async def test_stream_opened_while_draining_ends_unavailable_without_an_upstream
     emulator.store.create_message(thread_id, role="user", content="x")
     gateway.pipeline.draining.set()  # what drain() does once its delay has passed
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
-        from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+        from messages_gateway_client.generated.messages_gateway.v1 import (
+            messages_pb2_grpc as pb_grpc)
 
         stream = pb_grpc.MessagesServiceStub(channel).StreamMessages(
             pb.StreamMessagesRequest(thread_id=thread_id), timeout=5)

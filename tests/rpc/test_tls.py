@@ -13,8 +13,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.app import Gateway, start_gateway
 from tests.conftest import gateway_settings
 from tests.rpc.test_messages_service import new_thread

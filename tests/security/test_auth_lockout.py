@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.config import AuthSettings
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.keys import generate_key

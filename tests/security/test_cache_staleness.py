@@ -22,7 +22,7 @@ import pytest
 import redis
 import structlog
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
 from tests.cache.proxy import TcpProxy
 from tests.credentials.helpers import bearer

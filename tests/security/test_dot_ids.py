@@ -15,7 +15,7 @@ import httpx
 import pytest
 from google.protobuf import struct_pb2
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
 from tests.credentials.helpers import bearer
 from tests.rpc.test_messages_service import details

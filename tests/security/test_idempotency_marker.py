@@ -14,7 +14,7 @@ import grpc
 import httpx
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
 from gateway.operations.idempotency import MARKER_KEY, marker
 from tests.credentials.helpers import bearer

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.emulator.server import EmulatorServer
 from tests.credentials.helpers import bearer
 from tests.security.conftest import secured

@@ -83,7 +83,7 @@ async def test_every_emulator_response_round_trips(emulator) -> None:
 
 
 async def test_messages_through_the_gateway_equal_the_upstream_json(emulator, stub) -> None:
-    from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+    from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
     thread_id = emulator.store.create_thread()["id"]
     for raw in (ASSISTANT_MESSAGE, V1_ERA_MESSAGE):

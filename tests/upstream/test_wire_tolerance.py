@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway import metrics
 from gateway.upstream import wire
 from gateway.upstream.wire import drift

@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.upstream.wire import schema
 from gateway.upstream.wire.decode import decode_into, fill_message, fill_message_file, fill_page
 from gateway.upstream.wire.encode import message_file_to_json, message_to_json, page_to_json

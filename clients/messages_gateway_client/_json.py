@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 _STATUS = {pb.MESSAGE_STATUS_IN_PROGRESS: "in_progress", pb.MESSAGE_STATUS_INCOMPLETE: "incomplete",
            pb.MESSAGE_STATUS_COMPLETED: "completed"}

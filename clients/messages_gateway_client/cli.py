@@ -1,15 +1,17 @@
-"""``python -m clients``: the gateway from a terminal, one JSON object per output line.
+"""``python -m messages_gateway_client``: the gateway from a terminal, one JSON object per
+output line.
 
-    python -m clients messages list THREAD_ID --order asc
-    python -m clients messages create THREAD_ID --content "hi" [--role user] [--metadata k=v]
-    python -m clients messages retrieve THREAD_ID MESSAGE_ID
-    python -m clients messages update THREAD_ID MESSAGE_ID --metadata k=v
-    python -m clients messages files list THREAD_ID MESSAGE_ID
-    python -m clients messages files retrieve THREAD_ID MESSAGE_ID FILE_ID
-    python -m clients threads create [--message "hi"] [--metadata k=v]
-    python -m clients threads retrieve THREAD_ID
-    python -m clients threads update THREAD_ID --metadata k=v
-    python -m clients threads delete THREAD_ID
+    python -m messages_gateway_client messages list THREAD_ID --order asc
+    python -m messages_gateway_client messages create THREAD_ID --content "hi" [--role user]
+        [--metadata k=v]
+    python -m messages_gateway_client messages retrieve THREAD_ID MESSAGE_ID
+    python -m messages_gateway_client messages update THREAD_ID MESSAGE_ID --metadata k=v
+    python -m messages_gateway_client messages files list THREAD_ID MESSAGE_ID
+    python -m messages_gateway_client messages files retrieve THREAD_ID MESSAGE_ID FILE_ID
+    python -m messages_gateway_client threads create [--message "hi"] [--metadata k=v]
+    python -m messages_gateway_client threads retrieve THREAD_ID
+    python -m messages_gateway_client threads update THREAD_ID --metadata k=v
+    python -m messages_gateway_client threads delete THREAD_ID
 
 Objects are printed in the upstream API's JSON shape. ``--target`` (or MESSAGES_GATEWAY_TARGET),
 ``--key`` (or MESSAGES_GATEWAY_KEY; the environment keeps it out of shell history and ``ps``),
@@ -26,9 +28,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from clients._errors import GatewayError
-from clients._json import message_file_json, message_json, thread_deleted_json, thread_json
-from clients._sync import MessagesGatewayClient, Stream
+from messages_gateway_client._errors import GatewayError
+from messages_gateway_client._json import (message_file_json, message_json, thread_deleted_json,
+                                          thread_json)
+from messages_gateway_client._sync import MessagesGatewayClient, Stream
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -65,7 +68,8 @@ def _connection() -> argparse.ArgumentParser:
 def _parser() -> argparse.ArgumentParser:
     common = _connection()
     parser = argparse.ArgumentParser(
-        prog="python -m clients", description="Call the Messages Gateway; prints JSON lines.",
+        prog="python -m messages_gateway_client",
+        description="Call the Messages Gateway; prints JSON lines.",
         parents=[common])
     resources = parser.add_subparsers(dest="resource", required=True)
     messages = resources.add_parser("messages", parents=[common]).add_subparsers(

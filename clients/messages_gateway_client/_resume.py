@@ -12,7 +12,7 @@ client knows exactly what it has, and asks for the rest:
 
 ``max_items`` shrinks by what was received, and ``page_index`` keeps counting across resumes, so
 a consumer sees one stream. Only UNAVAILABLE after at least one page in the failed attempt is
-resumed: a failure before the first page is retried as a unary call is (``clients._retry``),
+resumed: a failure before the first page is retried as a unary call is (``_retry``),
 and other statuses (INVALID_ARGUMENT, INTERNAL, DEADLINE_EXCEEDED...) would fail again.
 """
 

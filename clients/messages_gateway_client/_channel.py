@@ -1,6 +1,6 @@
 """What is set once per client: target, gateway key, TLS, default timeout, retries.
 
-Retries are the client's own (``clients._retry``: the idempotent methods, UNAVAILABLE and
+Retries are the client's own (``_retry``: the idempotent methods, UNAVAILABLE and
 RESOURCE_EXHAUSTED with RetryInfo, ``max_retries``), so the channel's service config carries no
 retry policy unless one is passed to ``service_config`` (for callers who build their own
 channel); it sets round_robin and client-side health checking (a replica reporting NOT_SERVING,
@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from clients._retry import IDEMPOTENT_METHODS
+from messages_gateway_client._retry import IDEMPOTENT_METHODS
 
 PACKAGE = "messages_gateway.v1"
 
@@ -70,7 +70,7 @@ class ClientConfig:
     certificate_chain: bytes | None = None
     #: How many times one ``list()`` iteration resumes a broken stream before giving up.
     max_resumes: int = 10
-    #: How many times an idempotent call is retried (``clients._retry``).
+    #: How many times an idempotent call is retried (``messages_gateway_client._retry``).
     max_retries: int = 3
     channel_options: Sequence[tuple[str, Any]] = field(default_factory=tuple)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from clients._json import list_json, to_json
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client._json import list_json, to_json
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 ItemT = TypeVar("ItemT", pb.Message, pb.MessageFile)
 Response = pb.ListMessagesResponse | pb.ListMessageFilesResponse

@@ -16,7 +16,7 @@ of a DEADLINE_EXCEEDED later. Done here rather than by the channel's service con
 neither reads ``RetryInfo`` nor lets ``max_retries`` differ per client over one channel.
 
 Streams use the same rule for a failure before their first page; once a page has arrived they
-resume instead (``clients._resume``), counted by ``max_resumes``.
+resume instead (``messages_gateway_client._resume``), counted by ``max_resumes``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 
 import grpc
 
-from clients._errors import GatewayError
+from messages_gateway_client._errors import GatewayError
 
 #: Methods that only read: safe to send again.
 IDEMPOTENT_METHODS = (

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in clients/generated/messages_gateway/v1/messages_pb2_grpc.py depends on'
+        + ' but the generated code in messages_gateway_client/generated/messages_gateway/v1/messages_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,43 +38,43 @@ class MessagesServiceStub:
         """
         self.CreateMessage = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/CreateMessage',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
                 _registered_method=True)
         self.GetMessage = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/GetMessage',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
                 _registered_method=True)
         self.UpdateMessage = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/UpdateMessage',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
                 _registered_method=True)
         self.ListMessages = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/ListMessages',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
         self.StreamMessages = channel.unary_stream(
                 '/messages_gateway.v1.MessagesService/StreamMessages',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.FromString,
                 _registered_method=True)
         self.GetMessageFile = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/GetMessageFile',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.FromString,
                 _registered_method=True)
         self.ListMessageFiles = channel.unary_unary(
                 '/messages_gateway.v1.MessagesService/ListMessageFiles',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.FromString,
                 _registered_method=True)
         self.StreamMessageFiles = channel.unary_stream(
                 '/messages_gateway.v1.MessagesService/StreamMessageFiles',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.FromString,
                 _registered_method=True)
 
 
@@ -144,43 +144,43 @@ def add_MessagesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateMessage,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
             ),
             'GetMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMessage,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
             ),
             'UpdateMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateMessage,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.SerializeToString,
             ),
             'ListMessages': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMessages,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.SerializeToString,
             ),
             'StreamMessages': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamMessages,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.SerializeToString,
             ),
             'GetMessageFile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMessageFile,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.SerializeToString,
             ),
             'ListMessageFiles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMessageFiles,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.SerializeToString,
             ),
             'StreamMessageFiles': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamMessageFiles,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -210,8 +210,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/CreateMessage',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateMessageRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
             options,
             channel_credentials,
             insecure,
@@ -237,8 +237,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/GetMessage',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
             options,
             channel_credentials,
             insecure,
@@ -264,8 +264,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/UpdateMessage',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateMessageRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Message.FromString,
             options,
             channel_credentials,
             insecure,
@@ -291,8 +291,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/ListMessages',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -318,8 +318,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/StreamMessages',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessagesRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessagePage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -345,8 +345,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/GetMessageFile',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetMessageFileRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFile.FromString,
             options,
             channel_credentials,
             insecure,
@@ -372,8 +372,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/ListMessageFiles',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.ListMessageFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -399,8 +399,8 @@ class MessagesService:
             request,
             target,
             '/messages_gateway.v1.MessagesService/StreamMessageFiles',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.StreamMessageFilesRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.MessageFilePage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -430,28 +430,28 @@ class ThreadsServiceStub:
         """
         self.CreateThread = channel.unary_unary(
                 '/messages_gateway.v1.ThreadsService/CreateThread',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
                 _registered_method=True)
         self.GetThread = channel.unary_unary(
                 '/messages_gateway.v1.ThreadsService/GetThread',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
                 _registered_method=True)
         self.UpdateThread = channel.unary_unary(
                 '/messages_gateway.v1.ThreadsService/UpdateThread',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
                 _registered_method=True)
         self.DeleteThread = channel.unary_unary(
                 '/messages_gateway.v1.ThreadsService/DeleteThread',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
                 _registered_method=True)
         self.AdoptThread = channel.unary_unary(
                 '/messages_gateway.v1.ThreadsService/AdoptThread',
-                request_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
-                response_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+                request_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
+                response_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
                 _registered_method=True)
 
 
@@ -506,28 +506,28 @@ def add_ThreadsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateThread': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateThread,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
             ),
             'GetThread': grpc.unary_unary_rpc_method_handler(
                     servicer.GetThread,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
             ),
             'UpdateThread': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateThread,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
             ),
             'DeleteThread': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteThread,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.SerializeToString,
             ),
             'AdoptThread': grpc.unary_unary_rpc_method_handler(
                     servicer.AdoptThread,
-                    request_deserializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.FromString,
-                    response_serializer=clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
+                    request_deserializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.FromString,
+                    response_serializer=messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,8 +562,8 @@ class ThreadsService:
             request,
             target,
             '/messages_gateway.v1.ThreadsService/CreateThread',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.CreateThreadRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
             options,
             channel_credentials,
             insecure,
@@ -589,8 +589,8 @@ class ThreadsService:
             request,
             target,
             '/messages_gateway.v1.ThreadsService/GetThread',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.GetThreadRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
             options,
             channel_credentials,
             insecure,
@@ -616,8 +616,8 @@ class ThreadsService:
             request,
             target,
             '/messages_gateway.v1.ThreadsService/UpdateThread',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.UpdateThreadRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
             options,
             channel_credentials,
             insecure,
@@ -643,8 +643,8 @@ class ThreadsService:
             request,
             target,
             '/messages_gateway.v1.ThreadsService/DeleteThread',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.DeleteThreadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -670,8 +670,8 @@ class ThreadsService:
             request,
             target,
             '/messages_gateway.v1.ThreadsService/AdoptThread',
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
-            clients_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.AdoptThreadRequest.SerializeToString,
+            messages__gateway__client_dot_generated_dot_messages__gateway_dot_v1_dot_messages__pb2.Thread.FromString,
             options,
             channel_credentials,
             insecure,

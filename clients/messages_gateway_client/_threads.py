@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from clients import _requests as build
-from clients._channel import NOT_GIVEN
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client import _requests as build
+from messages_gateway_client._channel import NOT_GIVEN
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 #: One initial message: ``{"role": "user", "content": "…", "file_ids": [...], "metadata": {}}``.
 ThreadMessage = Mapping[str, Any]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from google.protobuf import struct_pb2
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 
 Order = Literal["asc", "desc"]
 Role = Literal["user", "assistant"]

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Generic, ParamSpec, TypeVar
 
-from clients._errors import GATEWAY_REQUEST_ID_KEY
+from messages_gateway_client._errors import GATEWAY_REQUEST_ID_KEY
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 Shaped like the SDK consumers know::
 
-    from clients import MessagesGatewayClient
+    from messages_gateway_client import MessagesGatewayClient
 
     with MessagesGatewayClient("gateway:50051", api_key=key) as client:
         msg = client.messages.create(thread_id, role="user", content="hi")
@@ -12,18 +12,19 @@ Shaped like the SDK consumers know::
         print(raw.headers["x-request-id"], raw.parse().content)
 
 ``AsyncMessagesGatewayClient`` is the same with ``await`` / ``async for``. Results are the
-contract's protobuf messages (``clients.generated.messages_gateway.v1.messages_pb2``);
-``to_dict(result)`` / ``to_json(result)`` give the upstream API's JSON shape; ``list_page``
-returns a ``Page`` with ``get_next_page()``; failures raise ``GatewayError`` subclasses;
-idempotent calls are retried (``max_retries``, ``with_options``). Depends on grpcio, protobuf
-and googleapis-common-protos only.
+contract's protobuf messages
+(``messages_gateway_client.generated.messages_gateway.v1.messages_pb2``); ``to_dict(result)`` /
+``to_json(result)`` give the upstream API's JSON shape; ``list_page`` returns a ``Page`` with
+``get_next_page()``; failures raise ``GatewayError`` subclasses; idempotent calls are retried
+(``max_retries``, ``with_options``). Depends on grpcio, protobuf and googleapis-common-protos
+only.
 """
 
 from __future__ import annotations
 
-from clients._async import AsyncMessagesGatewayClient, AsyncStream
-from clients._channel import NOT_GIVEN, RETRY_POLICY, service_config
-from clients._errors import (
+from messages_gateway_client._async import AsyncMessagesGatewayClient, AsyncStream
+from messages_gateway_client._channel import NOT_GIVEN, RETRY_POLICY, service_config
+from messages_gateway_client._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
@@ -37,11 +38,11 @@ from clients._errors import (
     RateLimitError,
     UnavailableError,
 )
-from clients._json import to_dict, to_json
-from clients._pages import AsyncPage, Page
-from clients._raw import RawResponse
-from clients._retry import IDEMPOTENT_METHODS
-from clients._sync import MessagesGatewayClient, Stream
+from messages_gateway_client._json import to_dict, to_json
+from messages_gateway_client._pages import AsyncPage, Page
+from messages_gateway_client._raw import RawResponse
+from messages_gateway_client._retry import IDEMPOTENT_METHODS
+from messages_gateway_client._sync import MessagesGatewayClient, Stream
 
 __all__ = [
     "APITimeoutError",
