@@ -259,11 +259,13 @@ async def test_leader_cancelled_followers_still_succeed_with_one_upstream_call(
 ) -> None:
     # The fault plan's R3: 500 requests for one cold key, the leader cancelled halfway.
     message = await seeded(emulator, stub)
-    emulator.faults.set_latency("getMessage", 0.5)
+    # A leader cancelled before any follower joined ends its fetch (no one wants it), so the
+    # followers get time to arrive, on a loaded machine too, before the leader goes.
+    emulator.faults.set_latency("getMessage", 2.0)
     leader = stub.GetMessage(get_req(message))
     await asyncio.sleep(0.1)  # the leader's fetch is in flight
     followers = [stub.GetMessage(get_req(message)) for _ in range(499)]
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
     leader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await leader
