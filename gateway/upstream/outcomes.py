@@ -40,11 +40,18 @@ def loads(raw: bytes) -> Any:
     either, so conversion refuses such a body both ways ("expected an integer" rather than "out
     of the int64 range" in the log; the consumer sees the same INTERNAL). Anything orjson refuses
     goes to ``json.loads``, so what is accepted, and how a body is refused, is unchanged.
+
+    A body nested deeper than ``json.loads`` recurses (orjson stops at 1,024 levels) raises
+    ``RecursionError`` there; it is refused as a ``ValueError`` like any other body that is not
+    JSON the gateway takes, so callers need one ``except``.
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 def never_sent(exc: httpx.TransportError) -> bool:
@@ -109,7 +116,7 @@ def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> Gatew
     """The consumer-facing error for a non-2xx upstream answer."""
     envelope: dict[str, Any] = {}
     try:
-        parsed = json.loads(raw)
+        parsed = loads(raw)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             envelope = parsed["error"]
     except ValueError:
