@@ -112,8 +112,18 @@ def too_large() -> GatewayError:
     )
 
 
-def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
-    """The consumer-facing error for a non-2xx upstream answer."""
+#: What stands in for the upstream key wherever an upstream error quotes it.
+REDACTED = "[redacted]"
+
+
+def upstream_error(status: int, raw: bytes, headers: Mapping[str, str], *,
+                   sent_key: str = "") -> GatewayError:
+    """The consumer-facing error for a non-2xx upstream answer. ``sent_key``: the upstream key
+    the request carried; an answer that quotes it (an upstream or a proxy echoing the request's
+    ``Authorization`` in its message, type, code or param) has it replaced by ``[redacted]``
+    before any of it reaches a consumer, a log line or a trace."""
+    if sent_key and sent_key.encode() in raw:
+        raw = raw.replace(sent_key.encode(), REDACTED.encode())
     envelope: dict[str, Any] = {}
     try:
         parsed = loads(raw)
