@@ -6,16 +6,13 @@ another tenant asks for the same thing with the same parameters) and cache flush
 gateways: the memory and the Redis cache backends, each under ``thread_access`` ``tenant``,
 ``consumer`` and ``open``.
 
-Calls run in-process through the gateway's own pipeline and operations (``Pipeline.unary`` /
-``Pipeline.stream`` with the consumer's key as metadata: authentication, scopes, ownership, cache
-and upstream exactly as a face runs them), on a loop in a background thread. Every answer is
-checked against the model: a consumer not entitled to a thread gets NOT_FOUND (PERMISSION_DENIED
-for a write without the scope), never data; every message text, metadata value and file id
-carries its tenant's tag, and any other tenant's tag in an answer is a leak. Entitled consumers
-see exactly the model's messages (writes through the gateway are visible at once).
-
-Leaks must be 0 of N steps; steps per second are printed (``-s``). ``make stress`` runs at least
-10,000 steps, CI a few thousand.
+Calls run in-process through the gateway's pipeline and operations (``Pipeline.unary`` /
+``.stream``, the key as metadata: authentication, scopes, ownership, cache and upstream as a face
+runs them), on a loop in a background thread. A consumer not entitled to a thread gets NOT_FOUND
+(PERMISSION_DENIED for a write without the scope), never data; every text, metadata value and
+file id carries its tenant's tag, and another tenant's tag in an answer is a leak. Entitled
+consumers see exactly the model's messages (writes through the gateway are visible at once).
+Leaks: 0 of N; steps and calls per second are printed. ``make stress``: at least 10,000 steps.
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ import redis
 import structlog
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, multiple, rule
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, multiple,
+                                 precondition, rule)
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.app import Gateway, start_gateway
@@ -46,6 +44,7 @@ from gateway.credentials.store import StoreData
 from gateway.emulator.server import EmulatorServer
 from gateway.errors import GatewayError
 from gateway.operations.threads import ThreadOperations
+from gateway.rpc.face import operation_name
 from tests.conftest import EMULATOR_KEY
 from tests.credentials.helpers import add_consumer, auth_settings
 from tests.reliability.conftest import scale
@@ -178,8 +177,8 @@ def test_no_tenant_ever_gets_another_tenants_data(tenants: Tenants,
 
         # -- calling through the pipeline ------------------------------------------------------
 
-        def _ctx(self, method: str, consumer: str, no_cache: bool = False
-                 ) -> list[tuple[str, str]]:
+        @staticmethod
+        def _metadata(consumer: str, no_cache: bool) -> list[tuple[str, str]]:
             """The call's metadata, as the gRPC face hands it over."""
             metadata = [("authorization", f"Bearer {tenants.keys[consumer]}")]
             if no_cache:
@@ -189,10 +188,9 @@ def test_no_tenant_ever_gets_another_tenants_data(tenants: Tenants,
         def call(self, method: str, consumer: str, request: Any, no_cache: bool = False
                  ) -> tuple[str, Any]:
             ops = self.thread_ops if method.endswith("Thread") else self.gw.operations
-            operation = getattr(ops, "".join(
-                "_" + c.lower() if c.isupper() else c for c in method).lstrip("_"))
+            operation = getattr(ops, operation_name(method))
             ctx = self.gw.pipeline.open(
-                method, "grpc", self._ctx(method, consumer, no_cache), peer=PEER,
+                method, "grpc", self._metadata(consumer, no_cache), peer=PEER,
                 thread_id=request.thread_id if hasattr(request, "thread_id") else "",
                 message_id=getattr(request, "message_id", ""))
 
@@ -383,13 +381,12 @@ def test_no_tenant_ever_gets_another_tenants_data(tenants: Tenants,
                 if self.expect(consumer, thread_id, code, None, write=True):
                     self.model[thread_id].deleted = True
 
+        @precondition(lambda self: self.gw.settings.cache.backend == "redis")
         @rule()
         @counted
         def flush_cache(self) -> None:
             """A cold cache: the Redis entries (and generations) gone, as after a restart."""
             backend = self.gw.settings.cache
-            if backend.backend != "redis":
-                return
             client = redis.Redis.from_url(backend.redis_url)
             try:
                 keys = list(client.scan_iter(match=f"{backend.redis_key_prefix}*", count=1000))
@@ -399,6 +396,7 @@ def test_no_tenant_ever_gets_another_tenants_data(tenants: Tenants,
                 client.close()
 
     run = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+                   derandomize=True,
                    suppress_health_check=list(HealthCheck))(Isolation)
     started = time.monotonic()
     # The call and audit lines of thousands of calls, kept as dicts instead of rendered.
