@@ -55,7 +55,7 @@ CONSUMERS = {"a_owner": ("default", True), "a_mate": ("default", True),
              "b_reader": ("tenant-b", False)}
 #: (cache backend, thread access) of the gateways the machine runs against.
 GATEWAYS = (("memory", "tenant"), ("redis", "consumer"), ("memory", "open"), ("redis", "open"))
-EXAMPLES, STEPS = scale(700, 60), 50
+EXAMPLES, STEPS = scale(400, 60), 50
 #: Checked calls at least (a run's count varies with the steps hypothesis draws).
 MIN_STEPS = scale(10_000, 2_000)
 PEER = "ipv4:127.0.0.1:40000"
