@@ -114,9 +114,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tests.bench
 
-# The reliability suite at the fault plan's full scale (counts in tests/reliability/conftest.py).
+# The reliability suite and the S3 tenant-isolation machine at the fault plan's full scale
+# (counts: scale() in tests/reliability/conftest.py).
 stress: $(STAMP)
-	RELIABILITY_STRESS=1 $(PY) -m pytest -q tests/reliability
+	RELIABILITY_STRESS=1 $(PY) -m pytest -q tests/reliability tests/security/test_tenant_isolation_stateful.py
 
 # Bounded mixed traffic with 5 % injected faults; make soak SOAK_SECONDS=60 for a short run.
 SOAK_SECONDS ?= 600

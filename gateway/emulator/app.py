@@ -389,8 +389,9 @@ class Emulator:
                 headers = {"Location": location, **self._openai_headers(request_id, started)}
                 return await self._send(request, entry, int(params["status"]), headers, b"")
             if kind == "non_json":
-                html = str(params["body"]).encode()
-                headers = {"Content-Type": "text/html; charset=utf-8"}
+                raw = params["body"]
+                html = raw if isinstance(raw, bytes) else str(raw).encode()
+                headers = {"Content-Type": str(params["content_type"])}
                 return await self._send(request, entry, int(params["status"]), headers, html)
             if kind == "huge_body":
                 headers = {"Content-Type": "application/json", **self._openai_headers(request_id, started)}

@@ -20,7 +20,8 @@ seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters
 ``slow_body``       headers, then the body in ``chunk_size`` (1) byte pieces every
                     ``delay`` (0.1) seconds
 ``truncated_json``  a complete HTTP answer whose JSON body is cut at ``fraction`` (0.5)
-``non_json``        ``status`` (200) with ``content-type: text/html`` and ``body``
+``non_json``        ``status`` (200) with ``content_type`` (``text/html; charset=utf-8``)
+                    and ``body`` (text, or bytes sent as they are: invalid UTF-8)
 ``huge_body``       ``size`` bytes (10 MiB) of syntactically plausible JSON, streamed;
                     ``chunked`` (False: a true ``Content-Length``), ``content_length``
                     (None; a larger value is a lying header, the connection then closes)
@@ -90,6 +91,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "truncated_json": {"fraction": 0.5},
     "non_json": {
         "status": 200,
+        "content_type": "text/html; charset=utf-8",
         "body": "<html><head><title>502 Bad Gateway</title></head>"
         "<body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>",
     },

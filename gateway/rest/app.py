@@ -137,6 +137,7 @@ class RestApi:
             return await operation(await translate(request), ctx)
 
         async def endpoint(request: Request) -> Response:
+            _refuse_encoded_slash(request)
             ctx = self._open(name, request)
             try:
                 result = await self._pipeline.unary(ctx, run, request)
@@ -156,6 +157,7 @@ class RestApi:
                     yield page
 
         async def endpoint(request: Request) -> Response:
+            _refuse_encoded_slash(request)
             ctx = self._open(name, request)
             pages = self._pipeline.stream(ctx, walk, request)
             # Validation and the first upstream page happen before the 200 goes out.
@@ -170,6 +172,16 @@ class RestApi:
             return _NdjsonResponse(ctx, first, pages, render)
 
         return endpoint
+
+
+def _refuse_encoded_slash(request: Request) -> None:
+    """The server decodes the path before routing, so an id sent with ``%2F`` in it splits its
+    segment and the request lands on another route, with other ids (``GET /v1/threads/T%2F
+    messages`` is a ListMessages of T): what a proxy in front saw is not what runs. No id holds a
+    slash, so such a path is an unknown URL (404), as if no route matched."""
+    raw = request.scope.get("raw_path") or b""
+    if b"%2" in raw and b"%2f" in raw.lower():
+        raise HTTPException(404)
 
 
 # -- request translation, route by route ----------------------------------------------------------
@@ -291,4 +303,8 @@ def _line(obj: dict[str, Any]) -> bytes:
 def create_app(operations: MessageOperations, pipeline: Pipeline) -> Starlette:
     """The Starlette application of the REST face."""
     api = RestApi(operations, pipeline)
-    return Starlette(routes=api.routes(), exception_handlers={HTTPException: http_exception_envelope})
+    app = Starlette(routes=api.routes(), exception_handlers={HTTPException: http_exception_envelope})
+    # No route ends with a slash, and Starlette's slash redirect takes its host from the client's
+    # Host header (an open redirect through the gateway): such a path is a 404 like any other.
+    app.router.redirect_slashes = False
+    return app

@@ -252,7 +252,8 @@ class UpstreamClient:
             except Internal as exc:
                 # A cut or garbled body is a transport accident as often as a bug: retry it.
                 raise AttemptFailed(exc, retryable=True, sent=True, reason="invalid_body") from None
-        error = upstream_error(status, raw, resp_headers)
+        error = upstream_error(status, raw, resp_headers,
+                               sent_key=headers["authorization"][len("Bearer "):])
         if self.policy.retryable_status(status, resp_headers):
             raise AttemptFailed(error, retryable=True, sent=True, reason=f"http_{status}",
                                 retry_after=error.details.retry_after)

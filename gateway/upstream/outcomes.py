@@ -40,11 +40,18 @@ def loads(raw: bytes) -> Any:
     either, so conversion refuses such a body both ways ("expected an integer" rather than "out
     of the int64 range" in the log; the consumer sees the same INTERNAL). Anything orjson refuses
     goes to ``json.loads``, so what is accepted, and how a body is refused, is unchanged.
+
+    A body nested deeper than ``json.loads`` recurses (orjson stops at 1,024 levels) raises
+    ``RecursionError`` there; it is refused as a ``ValueError`` like any other body that is not
+    JSON the gateway takes, so callers need one ``except``.
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 def never_sent(exc: httpx.TransportError) -> bool:
@@ -105,11 +112,21 @@ def too_large() -> GatewayError:
     )
 
 
-def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
-    """The consumer-facing error for a non-2xx upstream answer."""
+#: What stands in for the upstream key wherever an upstream error quotes it.
+REDACTED = "[redacted]"
+
+
+def upstream_error(status: int, raw: bytes, headers: Mapping[str, str], *,
+                   sent_key: str = "") -> GatewayError:
+    """The consumer-facing error for a non-2xx upstream answer. ``sent_key``: the upstream key
+    the request carried; an answer that quotes it (an upstream or a proxy echoing the request's
+    ``Authorization`` in its message, type, code or param) has it replaced by ``[redacted]``
+    before any of it reaches a consumer, a log line or a trace."""
+    if sent_key and sent_key.encode() in raw:
+        raw = raw.replace(sent_key.encode(), REDACTED.encode())
     envelope: dict[str, Any] = {}
     try:
-        parsed = json.loads(raw)
+        parsed = loads(raw)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             envelope = parsed["error"]
     except ValueError:

@@ -79,3 +79,59 @@ async def test_emulator_admin_api_needs_the_token_when_one_is_set() -> None:
             ok = await http.get(upstream.admin_url + "/log",
                                 headers={"authorization": "Bearer t0ken-for-test"})
             assert ok.status_code == 200
+
+
+#: S14: the services the gRPC port serves, as docs/security.md lists them (reflection only when
+#: `server.reflection` is on).
+INVENTORY = {"messages_gateway.v1.MessagesService", "messages_gateway.v1.ThreadsService",
+             "grpc.health.v1.Health"}
+REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
+#: Services other gRPC servers expose for operators; none may answer here.
+NOT_SERVED = ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+              "/grpc.channelz.v1.Channelz/GetTopChannels", "/grpc.channelz.v1.Channelz/GetServers",
+              "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
+              "/grpc.testing.TestService/EmptyCall", "/messages_gateway.v1.AdminService/ListKeys",
+              "/messages_gateway.v1.KeysService/CreateKey",
+              "/messages_gateway.v1.MessagesService/DeleteMessage",
+              "/messages_gateway.v1.ThreadsService/ListThreads")
+
+
+async def _listed(channel: grpc.aio.Channel) -> set[str]:
+    call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    async for response in call:
+        return {s.name for s in response.list_services_response.service}
+    return set()
+
+
+async def test_the_grpc_port_serves_exactly_the_documented_inventory(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    prod = _production_settings(tmp_path)
+    settings = dataclasses.replace(
+        prod, server=dataclasses.replace(prod.server, grpc_listen="127.0.0.1:0", http_listen="",
+                                         metrics_listen=""),
+        upstream=dataclasses.replace(prod.upstream, base_url=emulator.base_url,
+                                     api_key=EMULATOR_KEY, api_key_file=""),
+        auth=dataclasses.replace(prod.auth, enabled=False),
+        cache=dataclasses.replace(prod.cache, backend="memory"))
+    for reflection in (False, True):
+        gw = await start_gateway(settings.replace("server", reflection=reflection,
+                                                  drain_delay_seconds=0.0))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+                if reflection:  # the listing is the inventory, no more and no less
+                    assert await _listed(ch) == INVENTORY | {REFLECTION}
+                refused = {}
+                for path in NOT_SERVED + (() if reflection else (
+                        f"/{REFLECTION}/ServerReflectionInfo",)):
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await ch.unary_unary(path)(b"", timeout=2)
+                    refused[path] = caught.value.code()
+                assert set(refused.values()) == {grpc.StatusCode.UNIMPLEMENTED}, refused
+                # The documented services answer (an empty GetMessage is refused, not unknown).
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await ch.unary_unary("/messages_gateway.v1.MessagesService/GetMessage")(
+                        b"", timeout=2)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            await gw.stop(grace=0.1)
