@@ -20,8 +20,8 @@ import grpc
 import httpx
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway.emulator.server import EmulatorServer
 from tests.credentials.helpers import bearer
 from tests.rpc.test_messages_service import details

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, multiple,
                                  precondition, rule)
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from gateway.app import Gateway, start_gateway
 from gateway.config import CacheSettings, ProfileSettings
 from gateway.credentials import store
