@@ -1,9 +1,9 @@
 """C5 and C6: real signals on a gateway process with streams in flight.
 
-C5, graceful shutdown: SIGTERM with 50 streams open. Health turns NOT_SERVING first (a Watch sees
-it before any stream ends); after the drain delay (calls are still served during it, so that
-balancers notice) a new stream is refused UNAVAILABLE before any upstream request, and once the
-listener is closed new connections are refused UNAVAILABLE; every in-flight stream ends UNAVAILABLE with ``resume-after`` naming its last
+C5, graceful shutdown: SIGTERM with 50 streams open. Health turns NOT_SERVING first (a Watch
+sees it before any stream ends); after the drain delay (calls are still served during it, so
+that balancers notice) a new stream is refused UNAVAILABLE before any upstream request, and once
+the listener is closed new connections are refused UNAVAILABLE; every in-flight stream ends UNAVAILABLE with ``resume-after`` naming its last
 item (or completes); the unary call in flight finishes within the grace; each stream's call
 record (written in the pipeline's ``finally``, grpc#37239) is in the log; the process exits 0
 within drain delay + grace.
