@@ -1,16 +1,16 @@
-"""C5 and C6: real signals on a gateway process with streams in flight.
+"""C5 and C6: real signals on gateway processes with streams in flight.
 
 C5, graceful shutdown: SIGTERM with 50 streams open. Health turns NOT_SERVING first (a Watch
 sees it before any stream ends); after the drain delay (calls are still served during it, so
 that balancers notice) a new stream is refused UNAVAILABLE before any upstream request, and once
-the listener is closed new connections are refused UNAVAILABLE; every in-flight stream ends UNAVAILABLE with ``resume-after`` naming its last
-item (or completes); the unary call in flight finishes within the grace; each stream's call
-record (written in the pipeline's ``finally``, grpc#37239) is in the log; the process exits 0
-within drain delay + grace.
+the listener is closed new connections are refused UNAVAILABLE; every in-flight stream ends
+UNAVAILABLE with ``resume-after`` naming its last item (or completes); the unary call in flight
+finishes within the grace; each stream's call record (written in the pipeline's ``finally``,
+grpc#37239) is in the log; the process exits 0 within drain delay + grace.
 
-C6, resume correctness: concurrent typed-client streams over one long thread while the gateway
-is stopped at random moments, by SIGTERM or by ``kill -9``, and started again on the same port:
-each stream's concatenated items equal the emulator's ground truth, 0 gaps, 0 duplicates.
+C6, resume correctness: concurrent typed-client streams over one long thread while gateways are
+stopped at random moments, by SIGTERM or by ``kill -9``: each stream's concatenated items equal
+the emulator's ground truth, 0 gaps, 0 duplicates.
 """
 
 from __future__ import annotations
