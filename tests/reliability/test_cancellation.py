@@ -295,3 +295,48 @@ async def test_cancel_storm_during_redis_gets_leaves_redis_and_cache_consistent(
     record_figure("C1", f"redis: {total} unary cancels, {in_redis} during a Redis command; "
                   f"Redis commands left 0, connections in use 0, values all correct; RSS "
                   f"{per_1k:+.2f} MiB per 1k cancels")
+
+
+@pytest.mark.parametrize("rpc", ["GetMessage", "StreamMessages"])
+async def test_deadline_300ms_on_a_2s_upstream_is_deadline_exceeded_and_aborts_it(
+        harness: Harness, rpc: str) -> None:
+    """C3: the consumer's 300 ms deadline passes while the upstream takes 2 s: DEADLINE_EXCEEDED
+    in time, the upstream request closed at the deadline (not at its natural end), and the
+    timeout the upstream request was given no longer than the time left."""
+    h = harness
+    thread_id = await h.thread(1)
+    message_id = h.emulator.store.message_ids(thread_id)[0]
+    h.emulator.faults.set_latency("getMessage" if rpc == "GetMessage" else "listMessages", 2.0)
+    given: list[float] = []
+    http = h.gateway.upstream._http  # noqa: SLF001
+    send = http.send
+
+    async def spy(request):  # type: ignore[no-untyped-def]
+        given.append(request.extensions["timeout"]["read"])
+        return await send(request)
+
+    http.send = spy  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        if rpc == "GetMessage":
+            await h.stub.GetMessage(pb.GetMessageRequest(thread_id=thread_id,
+                                                         message_id=message_id), timeout=0.3)
+        else:
+            async for _ in h.stub.StreamMessages(pb.StreamMessagesRequest(thread_id=thread_id),
+                                                 timeout=0.3):
+                raise AssertionError("a page arrived after 2 s of upstream latency")
+    elapsed = time.monotonic() - started
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert elapsed < 0.45  # the plan's 350 ms, with room for a loaded machine
+    assert await h.emulator.log.wait_idle(1.0)
+    (entry,) = h.emulator.log.entries
+    assert entry.disconnected
+    lifetime = (entry.duration_ms or 0.0) / 1000
+    assert lifetime < 0.3 + CLOSE_BOUND  # closed at the deadline, not after its 2 s
+    assert len(given) == 1 and given[0] <= 0.3
+    http.send = send  # type: ignore[method-assign]
+    await h.assert_clean()
+    record_figure("C3", f"{rpc}: DEADLINE_EXCEEDED after {elapsed * 1000:.0f} ms; upstream "
+                  f"request closed after {lifetime * 1000:.0f} ms (timeout given "
+                  f"{given[0] * 1000:.0f} ms), alive after the deadline: "
+                  f"{max(0.0, lifetime - 0.3) * 1000:.0f} ms")
