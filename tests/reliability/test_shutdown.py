@@ -123,17 +123,28 @@ async def test_sigterm_with_50_streams_not_serving_first_then_resumable_ends(
                   f"flight finished; shutdown {shutdown:.2f} s (drain delay {DRAIN_DELAY} s)")
 
 
+def busiest(emulator: EmulatorServer, exclude: set[int]) -> int:
+    """The gateway that made the most of the last 50 upstream requests (by its organization
+    header), among those not being restarted."""
+    recent = [e.headers.get("openai-organization", "") for e in emulator.log.entries[-50:]]
+    counts = {n: recent.count(f"org-gw{n}") for n in range(3) if n not in exclude}
+    return max(counts, key=lambda n: counts[n])
+
+
 async def test_resume_across_sigterm_and_kill_9_yields_the_ground_truth(
         emulator: EmulatorServer) -> None:
-    """Three gateways behind one round-robin target; each disruption stops one of them (SIGTERM
-    and kill -9 alternating) at a random moment, and it is started again in the background
-    while the others serve, so the streams resume at once rather than waiting for a restart."""
+    """Three gateways behind one round-robin target; each disruption stops the one serving most
+    streams (kill -9 and SIGTERM alternating) at a random moment, and it is started again in
+    the background while the others serve, so the streams resume at once rather than waiting
+    for a restart."""
     rng = random.Random(6)
     thread_id = emulator.store.create_thread()["id"]
     truth = emulator.store.seed_messages(thread_id, scale(2000, 200))
     emulator.faults.set_latency("listMessages", 0.05)  # pages of 5: 2 s of walk at CI scale
-    gateways = [GatewayProcess(emulator, server_grace_seconds="1", logging_level="warning")
-                for _ in range(3)]
+    # Each gateway names itself to the upstream (its organization header), so the emulator's
+    # log says which one serves the streams at the moment: that one is stopped.
+    gateways = [GatewayProcess(emulator, server_grace_seconds="1", logging_level="warning",
+                               upstream_organization=f"org-gw{n}") for n in range(3)]
     disruptions = scale(12, 2)
     restarts: dict[int, asyncio.Future[None]] = {}
     try:
@@ -150,15 +161,14 @@ async def test_resume_across_sigterm_and_kill_9_yields_the_ground_truth(
 
             walks = [asyncio.ensure_future(walk(s)) for s in streams]
             for number in range(disruptions):
-                victim = number % len(gateways)
-                if victim in restarts:
-                    await restarts.pop(victim)  # back up before it is stopped again
                 await asyncio.sleep(rng.uniform(0.2, 0.6))
                 assert not any(w.done() for w in walks), "a walk ended before the disruptions"
+                victim = busiest(emulator, exclude=set(restarts))
                 gateways[victim].send(signal.SIGTERM if number % 2 else signal.SIGKILL)
                 await gateways[victim].wait()
-                if number + len(gateways) - 1 < disruptions:  # it is a victim again later
-                    restarts[victim] = asyncio.ensure_future(gateways[victim].start())
+                restarts[victim] = asyncio.ensure_future(gateways[victim].start())
+                for n in [n for n in restarts if n != victim]:  # one down at a time
+                    await restarts.pop(n)
             results = await asyncio.wait_for(asyncio.gather(*walks), 120)
             await asyncio.gather(*restarts.values())
     finally:
