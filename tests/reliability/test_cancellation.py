@@ -199,7 +199,7 @@ async def test_cancel_storm_on_streams_closes_upstream_fast_and_leaks_nothing(
     h.emulator.faults.set_latency("listMessages", PAGE_SECONDS)
     rng = random.Random(43360)
     workers = 30
-    total = scale(1000, 300)
+    total = scale(1000, 200)
     threads = [(await h.thread(30), await big_thread(h.emulator)) for _ in range(workers)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{h.gateway.grpc_port}",
                                          options=FIXED_WINDOW) as window_channel:

@@ -36,7 +36,7 @@ def percentile(values: list[float], q: int) -> float:
 async def test_slow_consumers_hold_at_most_one_page_of_prefetch_each(
         make_harness: HarnessFactory) -> None:
     h = await make_harness()
-    count, reads = scale(100, 10), 3
+    count, reads = scale(100, 10), scale(3, 2)
     thread_id = h.emulator.store.create_thread()["id"]
     # Each stream k starts after message k and so walks its own cursors: k, k + 100, ...
     ids = h.emulator.store.seed_messages(thread_id, count + PAGE_ITEMS * (reads + 3),
@@ -81,7 +81,7 @@ async def test_slow_consumers_hold_at_most_one_page_of_prefetch_each(
 
 async def test_baseline_load_streams_all_ok_with_cursors(make_harness: HarnessFactory) -> None:
     h = await make_harness()
-    concurrency, seconds, pages_per_stream, limit = scale(200, 20), scale(60, 4), 20, 5
+    concurrency, seconds, pages_per_stream, limit = scale(200, 20), scale(60, 3), 20, 5
     thread_id = await h.thread(pages_per_stream * limit)
     expected = h.emulator.store.message_ids(thread_id)
     h.emulator.faults.set_latency("listMessages", 0.05)
