@@ -1,7 +1,7 @@
 """Admission: a bound on upstream requests in flight, with a short wait instead of a queue.
 
-The bound sits at (or below) the HTTP pool size, so requests never queue inside the connection
-pool, where cancellation under contention has leaked slots for good (encode/httpcore#1093). A
+The bound sits at (or below) the HTTP pool size (``admission_limit``), so requests never queue
+inside the connection pool, where cancellation under contention has leaked slots for good (encode/httpcore#1093). A
 request that cannot get a slot within ``wait`` seconds (or the time left before its deadline, if
 shorter) gets RESOURCE_EXHAUSTED at once: under overload consumers hear "back off" quickly rather
 than timing out in a queue.
@@ -18,6 +18,14 @@ from gateway.errors import ResourceExhausted
 
 #: ErrorInfo reason of a request refused here (nothing was sent upstream).
 ADMISSION_REASON = "GATEWAY_UPSTREAM_CONCURRENCY_LIMIT"
+
+
+def admission_limit(max_upstream_concurrency: int, max_connections: int) -> int:
+    """The bound actually enforced: never above the pool, whatever the two settings say. An
+    operator who shrinks ``upstream.max_connections`` alone would otherwise have requests queue
+    in the pool until their deadline (slowly, and where cancellation leaks slots) instead of
+    being refused at once."""
+    return min(max_upstream_concurrency, max_connections)
 
 
 class Admission:

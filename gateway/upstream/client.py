@@ -25,7 +25,7 @@ from gateway.context import CallContext
 from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import DeadlineExceeded, Internal, Unavailable, UpstreamErrorInfo
 from gateway.tracing import traced_attempts
-from gateway.upstream.admission import Admission
+from gateway.upstream.admission import Admission, admission_limit
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs
 from gateway.upstream.outcomes import (
@@ -124,8 +124,9 @@ class UpstreamClient:
         self.circuits = Circuits(threshold=r.circuit_failure_threshold,
                                  open_seconds=r.circuit_open_seconds)
         # Shared when several profiles share one connection pool: the bound is the pool's.
-        self.admission = admission or Admission(r.max_upstream_concurrency,
-                                                r.admission_wait_seconds)
+        self.admission = admission or Admission(
+            admission_limit(r.max_upstream_concurrency, settings.max_connections),
+            r.admission_wait_seconds)
         self.keys = KeySource(settings)
         self._default_timeout = default_timeout
         self.urls = UpstreamURLs(settings.base_url)

@@ -21,7 +21,7 @@ from gateway import metrics
 from gateway.context import CallContext
 from gateway.config import ProfileSettings, Settings, UpstreamSettings
 from gateway.errors import Internal, Unavailable
-from gateway.upstream.admission import Admission
+from gateway.upstream.admission import Admission, admission_limit
 from gateway.upstream.client import UpstreamClient, UpstreamResponse
 from gateway.upstream.http import UpstreamHTTP
 
@@ -64,7 +64,9 @@ class UpstreamPool:
         self.settings = settings.upstream
         self._http = UpstreamHTTP(settings.upstream, transport)
         r = settings.reliability
-        self.admission = Admission(r.max_upstream_concurrency, r.admission_wait_seconds)
+        self.admission = Admission(
+            admission_limit(r.max_upstream_concurrency, settings.upstream.max_connections),
+            r.admission_wait_seconds)
         self.clients: dict[str, UpstreamClient] = {
             name: UpstreamClient(profile, default_timeout=settings.server.default_timeout_seconds,
                                  reliability=r, http=self._http, admission=self.admission)

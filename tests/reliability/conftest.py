@@ -4,6 +4,9 @@ a leak check every fault test ends with, and the "N of N faults survived" summar
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import httpx
+import psutil
 import pytest
 
 from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
@@ -24,6 +29,7 @@ from gateway.config import (
     UpstreamSettings,
 )
 from gateway.emulator.server import EmulatorServer
+from gateway.upstream.transport import AiohttpTransport
 from tests.conftest import EMULATOR_KEY
 
 #: Short backoffs and a quick circuit so the suite stays fast; the logic is the production one.
@@ -53,6 +59,36 @@ def live_tasks() -> set[asyncio.Task[Any]]:
 
 FAULT_FILES = ("tests/reliability/test_faults.py",)
 _outcomes: dict[str, bool] = {}
+#: What the load, cancellation and shutdown rows measured (the plan's "figure" column), printed
+#: at the end of the run.
+_figures: list[str] = []
+
+
+def record_figure(row: str, text: str) -> None:
+    _figures.append(f"{row}: {text}")
+
+
+def rss_bytes() -> int:
+    """This process's resident set (gRPC core's native allocations included, which tracemalloc
+    cannot see), after a collection and, on glibc, ``malloc_trim``: freed heap pages go back to
+    the system, so what is counted is live memory rather than the heap's high-water mark."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return int(psutil.Process().memory_info().rss)
+
+
+def pool_in_use(gateway: Gateway) -> int:
+    """Upstream connections checked out of the gateway's pool, plus requests queued for one.
+    Neither transport says so publicly; these are the attributes each pool keeps it in."""
+    transport = gateway.upstream._http.transport  # noqa: SLF001
+    if isinstance(transport, AiohttpTransport):
+        session = transport._session  # noqa: SLF001
+        return 0 if session is None else len(session.connector._acquired)  # noqa: SLF001
+    assert isinstance(transport, httpx.AsyncHTTPTransport)
+    pool = transport._pool  # noqa: SLF001
+    return len(pool._requests) + sum(  # noqa: SLF001
+        1 for c in pool.connections if not c.is_idle() and not c.is_closed())
 
 
 @dataclass
@@ -70,13 +106,15 @@ class Harness:
         return str(thread["id"])
 
     async def assert_clean(self) -> None:
-        """Nothing left behind: no upstream request in flight, no admission slot held, no task
-        beyond the baseline after a short settle."""
+        """Nothing left behind: no upstream request in flight, no admission slot held, no
+        upstream connection checked out, no task beyond the baseline after a short settle."""
         assert await self.emulator.log.wait_idle(3.0), "upstream request left in flight"
         assert self.gateway.upstream.admission.in_use == 0
         deadline = time.monotonic() + 3.0
-        while len(live_tasks()) > self.baseline_tasks and time.monotonic() < deadline:
+        while ((len(live_tasks()) > self.baseline_tasks or pool_in_use(self.gateway))
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.02)
+        assert pool_in_use(self.gateway) == 0, "upstream connection left checked out"
         extra = len(live_tasks()) - self.baseline_tasks
         assert extra <= 0, f"{extra} asyncio task(s) left behind: {live_tasks()}"
 
@@ -134,3 +172,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _outcomes:
         survived = sum(_outcomes.values())
         terminalreporter.write_line(f"{survived} of {len(_outcomes)} faults survived")
+    for line in _figures:
+        terminalreporter.write_line(line)

@@ -318,20 +318,16 @@ async def test_stream_cancels_under_pool_contention_leak_no_connection_slot(
     """Six streams on a two-connection pool, all cancelled while fetching or queued; afterwards
     the pool serves calls at full capacity.
 
-    On aiohttp's transport the four that wait are queued in the connection pool itself. httpcore's
-    pool can leak a slot for good when a request queued in it is cancelled (encode/httpcore#1093,
-    seen here now and then under load), which is why the gateway's upstream admission bound sits
-    at or below the pool size (``reliability.max_upstream_concurrency``, 100 = the default pool):
-    with the httpx transport the test keeps that configuration, so the waiting happens in
-    admission, where a cancellation is always clean."""
+    The four that wait do so in admission, never in the connection pool: the admission bound is
+    never above the pool (``admission_limit``), because httpcore's pool can leak a slot for good
+    when a request queued in it is cancelled (encode/httpcore#1093, seen here now and then under
+    load). A long admission wait keeps them waiting rather than refused."""
     thread_id, _ = seed(emulator, 40)
     settings = dataclasses.replace(
         gateway_settings(emulator, max_connections=2, max_keepalive_connections=2,
                          transport=transport),
         cache=CacheSettings(backend="off"))  # four identical lists must be four requests
-    if transport == "httpx":
-        settings = settings.replace("reliability", max_upstream_concurrency=2,
-                                    admission_wait_seconds=2.0)
+    settings = settings.replace("reliability", admission_wait_seconds=2.0)
     gw = await start_gateway(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:

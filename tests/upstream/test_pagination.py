@@ -246,6 +246,36 @@ async def test_walk_pages_cancel_during_cleanup_is_not_swallowed() -> None:
     assert closer.cancelled()
 
 
+async def test_walk_pages_consumer_cancelled_twice_lets_the_fetch_finish_its_cleanup() -> None:
+    """A consumer task cancelled again while the fetch unwinds (grpc.aio can cancel a handler more
+    than once) must not cut the fetch's cleanup short: there it hands its connection back, and
+    httpcore's pool keeps a request interrupted there for good (C1 cancel storm, httpx
+    transport: CancelledError escaping PoolByteStream.aclose, one pool slot lost each time)."""
+    cleaned = asyncio.Event()
+    unwinding = asyncio.Event()
+
+    async def fetch(cursor: str | None) -> FakePage:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            unwinding.set()
+            await asyncio.sleep(0.05)  # the connection handed back to the pool
+            cleaned.set()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def consume() -> None:
+        await collect(walk_pages(fetch, start=None, backwards=False))
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait_for(unwinding.wait(), 1)
+    task.cancel()  # again, while the fetch unwinds
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned.is_set()
+
+
 # gc.collect() below also finalises garbage other tests left (unclosed sockets...): not ours.
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
