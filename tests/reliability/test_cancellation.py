@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from gateway import metrics
 from gateway.app import start_gateway
 from gateway.cache.redis import RedisBackend

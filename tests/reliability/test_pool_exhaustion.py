@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from tests.reliability.conftest import HarnessFactory, record_figure
 
 

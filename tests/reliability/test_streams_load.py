@@ -20,8 +20,8 @@ import time
 
 import grpc
 
-from clients.generated.messages_gateway.v1 import messages_pb2 as pb
-from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
+from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
 from tests.reliability.conftest import HarnessFactory, record_figure, rss_bytes, scale
 from tests.rpc.test_streaming import BIG, FIXED_WINDOW
 
