@@ -17,6 +17,7 @@ from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
+from gateway.loop_lag import LoopLagSampler
 from gateway.metrics_server import MetricsServer, Readiness
 from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
 from gateway.operations.shared_idempotency import SharedIdempotency
@@ -59,6 +60,8 @@ class Gateway:
     tracing: Tracing | None = None
     #: The shared idempotency window, when it lives in Redis (closed at stop).
     shared_idempotency: SharedIdempotency | None = None
+    #: Samples the event loop's lag (``gateway_event_loop_lag_seconds``) while the gateway runs.
+    loop_lag: LoopLagSampler | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
@@ -79,6 +82,8 @@ class Gateway:
         if self.shared_idempotency is not None:
             await self.shared_idempotency.close()
         await self.upstream.aclose()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
         if self.tracing is not None:
             # Exports the spans still batched; blocking (the exporter's own thread and channel).
             await asyncio.to_thread(self.tracing.shutdown)
@@ -196,8 +201,11 @@ async def start_gateway(settings: Settings, *,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names),
              tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
+    loop_lag = LoopLagSampler()
+    loop_lag.start()
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared)
+                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared,
+                   loop_lag)
 
 
 def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness:

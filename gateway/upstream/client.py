@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from gateway import metrics
 from gateway.context import CallContext
 from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import DeadlineExceeded, Internal, Unavailable, UpstreamErrorInfo
@@ -238,6 +239,8 @@ class UpstreamClient:
                 verdict.failure()
             else:
                 verdict.success()
+        if key_rejected(status):
+            metrics.UPSTREAM_KEY_REJECTED.labels(ctx.tenant).inc()  # alerted on: page someone
         if key_rejected(status) and not key_retried:
             # The key may have just been rotated: read it again once before failing.
             old = headers.get("authorization")
