@@ -27,6 +27,7 @@ from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import DeadlineExceeded, Internal, Unavailable, UpstreamErrorInfo
 from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission
+from gateway.upstream.body import read_capped
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs
 from gateway.upstream.outcomes import (
@@ -288,19 +289,13 @@ class UpstreamClient:
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
                 raise too_large()
-            # The transport's stream as it is when there is nothing to decode (httpx's decoder
-            # and chunker cost ~10 µs a response); httpx decodes gzip and deflate. Either way the
-            # cap counts decoded bytes, so a compressed bomb stops at the cap.
-            encoding = headers.get("content-encoding", "")
-            body = response.aiter_bytes() if encoding not in ("", "identity") else response.stream
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in body:
-                size += len(chunk)
-                if size > cap:
-                    raise too_large()
-                chunks.append(chunk)
-            return response.status_code, b"".join(chunks), headers
+            # The transport's stream, decoded in bounded steps (gateway/upstream/body.py): the
+            # cap counts decoded bytes and is checked every step, so a compressed bomb stops at
+            # the cap. httpx's decoders only for an encoding body.py does not decode.
+            encoding = headers.get("content-encoding", "").strip().lower()
+            raw = await read_capped(response.stream, encoding, cap,
+                                    fallback=response.aiter_bytes)
+            return response.status_code, raw, headers
         finally:
             # Always hand the connection back (or drop it), whatever interrupted the read.
             await response.aclose()

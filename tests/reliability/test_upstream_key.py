@@ -77,7 +77,8 @@ async def test_key_refused_is_internal_never_unauthenticated_and_counted(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call()
         codes.append(info.value.code())
-        assert details(info.value)["ErrorInfo"].reason == "UPSTREAM_CREDENTIALS_REJECTED"  # type: ignore[attr-defined]
+        info_ = details(info.value)["ErrorInfo"]
+        assert info_.reason == "UPSTREAM_CREDENTIALS_REJECTED"  # type: ignore[attr-defined]
         assert "sk-" not in info.value.details()
     stream = h.stub.StreamMessages(pb.StreamMessagesRequest(thread_id=thread_id, limit=5),
                                    timeout=5)
