@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 import structlog
 
-from gateway.config import AuthSettings, ConfigError, ServerSettings, Settings
+from gateway.config import AuthSettings, CacheSettings, ConfigError, ServerSettings, Settings
 from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
@@ -93,10 +93,13 @@ class Gateway:
             await asyncio.to_thread(self.metrics.close)
 
 
-def build_limits(auth: AuthSettings) -> Limits:
+def build_limits(auth: AuthSettings, cache: CacheSettings | None = None) -> Limits:
     if auth.limits_backend == "redis":
+        c = cache or CacheSettings()  # the one Redis failure policy (docs/caching.md)
         return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
-                           auth.failed_auth_window_seconds)
+                           auth.failed_auth_window_seconds, timeout=c.redis_op_timeout_seconds,
+                           breaker_seconds=c.redis_breaker_seconds,
+                           max_connections=c.redis_max_connections)
     return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
 
 
@@ -166,7 +169,8 @@ async def start_gateway(settings: Settings, *,
             await operations.cache.close()
             await upstream.aclose()
             raise
-        authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
+        limits = build_limits(settings.auth, settings.cache)
+        authenticator = Authenticator(reloader.current, limits, settings.auth)
     else:
         log.warning("auth_disabled", detail="every caller is served under the default profile "
                     "without a key; set [auth] enabled = true outside loopback")
