@@ -30,7 +30,7 @@ from gateway.errors import (
 from gateway.upstream.retry import parse_retry_after
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes | bytearray) -> Any:
     """``json.loads``, three times faster on the common case (a 100-message page: ~0.2 ms
     instead of ~0.65 ms, and a stream's next request waits for it).
 
@@ -105,7 +105,8 @@ def too_large() -> GatewayError:
     )
 
 
-def upstream_error(status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
+def upstream_error(status: int, raw: bytes | bytearray,
+                   headers: Mapping[str, str]) -> GatewayError:
     """The consumer-facing error for a non-2xx upstream answer."""
     envelope: dict[str, Any] = {}
     try:
