@@ -11,7 +11,7 @@ lag is reported next to a baseline sampled in the same test without load.
 A sampler sees whole loop iterations: with several streams' 1 MB pages ready at once, their
 callbacks run back to back (each a few ms) and the iteration is longer than any one of them. So
 "no blocking call over 50 ms" is asserted with the big bodies alone (one call's steps), and the
-streaming load gets an iteration bound of 100 ms. Before the fixes (the first test red): a
+streaming load gets an iteration bound of 150 ms. Before the fixes (the first test red): a
 bomb's chunk inflated to the cap in one step and a 15 MiB body's join and parse shared one:
 53-57 ms on the CPU alone, 65-82 ms under the streams; after: 33-35 and 39-43 ms.
 """
@@ -37,8 +37,9 @@ from tests.reliability.conftest import scale
 MiB = 1024 * 1024
 #: The row's bound: no blocking call over 50 ms on the loop.
 MAX_LAG = 0.050
-#: One loop iteration under the streaming load (several pages' callbacks back to back).
-MAX_ITERATION = 0.100
+#: One loop iteration under the streaming load (several pages' callbacks back to back): measured
+#: 39-43 ms on uvloop, up to 96 ms on the standard library's loop.
+MAX_ITERATION = 0.150
 MESSAGES, TEXT = 300, 10_000  # 100 a page: pages of ~1.1 MB
 
 
