@@ -1,6 +1,7 @@
 """A flooding consumer in a process of its own (tests/reliability/test_overload.py, S12): its
 client work must not share the gateway's loop, or the test would measure the client, not the
-gateway. ``python -m tests.reliability.flooder TARGET KEY THREAD MESSAGE SECONDS WORKERS`` prints
+gateway. ``python -m tests.reliability.flooder TARGET KEY THREAD MESSAGE SECONDS WORKERS RATE``
+(RATE: calls a second at most, all workers together) prints
 ``{"ok": N, "codes": {"RESOURCE_EXHAUSTED": M, ...}}``."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ MAX_CALLS_PER_WORKER = 100_000
 
 
 def main(target: str, key: str, thread_id: str, message_id: str, seconds: float,
-         workers: int) -> dict[str, object]:
+         workers: int, rate: float) -> dict[str, object]:
     codes: Counter[str] = Counter()
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -40,6 +41,7 @@ def main(target: str, key: str, thread_id: str, message_id: str, seconds: float,
                     code = err.code().name  # type: ignore[attr-defined]
                 with lock:
                     codes[code] += 1
+                time.sleep(workers / rate)
 
         threads = [threading.Thread(target=work) for _ in range(workers)]
         for t in threads:
@@ -51,4 +53,4 @@ def main(target: str, key: str, thread_id: str, message_id: str, seconds: float,
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    print(json.dumps(main(a[0], a[1], a[2], a[3], float(a[4]), int(a[5]))))
+    print(json.dumps(main(a[0], a[1], a[2], a[3], float(a[4]), int(a[5]), float(a[6]))))
