@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import grpc
 import structlog
 
-from gateway.config import AuthSettings, ConfigError, ServerSettings, Settings
+from gateway.config import AuthSettings, CacheSettings, ConfigError, ServerSettings, Settings
 from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
+from gateway.loop_lag import LoopLagSampler
 from gateway.metrics_server import MetricsServer, Readiness
 from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
 from gateway.operations.shared_idempotency import SharedIdempotency
@@ -59,6 +60,8 @@ class Gateway:
     tracing: Tracing | None = None
     #: The shared idempotency window, when it lives in Redis (closed at stop).
     shared_idempotency: SharedIdempotency | None = None
+    #: Samples the event loop's lag (``gateway_event_loop_lag_seconds``) while the gateway runs.
+    loop_lag: LoopLagSampler | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, then open streams on both faces end resumable, then both faces stop
@@ -79,6 +82,8 @@ class Gateway:
         if self.shared_idempotency is not None:
             await self.shared_idempotency.close()
         await self.upstream.aclose()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
         if self.tracing is not None:
             # Exports the spans still batched; blocking (the exporter's own thread and channel).
             await asyncio.to_thread(self.tracing.shutdown)
@@ -88,10 +93,13 @@ class Gateway:
             await asyncio.to_thread(self.metrics.close)
 
 
-def build_limits(auth: AuthSettings) -> Limits:
+def build_limits(auth: AuthSettings, cache: CacheSettings | None = None) -> Limits:
     if auth.limits_backend == "redis":
+        c = cache or CacheSettings()  # the one Redis failure policy (docs/caching.md)
         return RedisLimits(auth.redis_url, auth.redis_prefix, auth.failed_auth_limit,
-                           auth.failed_auth_window_seconds)
+                           auth.failed_auth_window_seconds, timeout=c.redis_op_timeout_seconds,
+                           breaker_seconds=c.redis_breaker_seconds,
+                           max_connections=c.redis_max_connections)
     return LocalLimits(auth.failed_auth_limit, auth.failed_auth_window_seconds)
 
 
@@ -161,7 +169,8 @@ async def start_gateway(settings: Settings, *,
             await operations.cache.close()
             await upstream.aclose()
             raise
-        authenticator = Authenticator(reloader.current, build_limits(settings.auth), settings.auth)
+        limits = build_limits(settings.auth, settings.cache)
+        authenticator = Authenticator(reloader.current, limits, settings.auth)
     else:
         log.warning("auth_disabled", detail="every caller is served under the default profile "
                     "without a key; set [auth] enabled = true outside loopback")
@@ -196,8 +205,11 @@ async def start_gateway(settings: Settings, *,
              tls=bool(settings.server.tls_cert), mtls=bool(settings.server.tls_client_ca),
              profiles=sorted(upstream.names),
              tracing=settings.tracing.otlp_endpoint if settings.tracing.enabled else None)
+    loop_lag = LoopLagSampler()
+    loop_lag.start()
     return Gateway(settings, upstream, operations, pipeline, grpc_server, port, http_server,
-                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared)
+                   http_port, authenticator, reloader, metrics, key_watch, tracing, shared,
+                   loop_lag)
 
 
 def readiness(key_watch: UpstreamKeyWatch, grpc_server: GrpcServer) -> Readiness:

@@ -144,6 +144,15 @@ HTTP_REQUESTS_REFUSED = Counter("gateway_http_requests_refused_total",
 LIMIT_BACKEND_ERRORS = Counter("gateway_limit_backend_errors_total",
                                "Limit checks admitted because the shared limit backend (Redis) "
                                "failed.", registry=REGISTRY)
+UPSTREAM_KEY_REJECTED = Counter("gateway_upstream_key_rejected_total",
+                                "Upstream answers 401/403: the gateway's own upstream key "
+                                "refused (consumers get INTERNAL), by profile.", ("profile",),
+                                registry=REGISTRY)
+EVENT_LOOP_LAG = Histogram("gateway_event_loop_lag_seconds",
+                           "How much later than asked the event loop woke a sleeping task "
+                           "(sampled ten times a second; a blocking call shows here).",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                    2.5), registry=REGISTRY)
 CREDENTIALS_RELOADS = Counter("gateway_credentials_reloads_total", "Credentials store loads.",
                               registry=REGISTRY)
 CREDENTIALS_RELOAD_ERRORS = Counter("gateway_credentials_reload_errors_total",

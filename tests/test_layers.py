@@ -20,7 +20,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"operations"}),
     frozenset({"pipeline"}),
     frozenset({"rpc", "rest"}),
-    frozenset({"app", "metrics_server", "__main__", "demo", "loop", "supervisor"}),
+    frozenset({"app", "metrics_server", "__main__", "demo", "loop", "loop_lag",
+               "supervisor"}),
 )
 #: The emulator stands for the upstream: it may use only the shared base.
 EMULATOR_MAY_IMPORT = LAYERS[0] | {"emulator"}

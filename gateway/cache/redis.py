@@ -1,14 +1,10 @@
 """The Redis backend (redis-py asyncio): one cache shared by every replica.
 
-Failure policy: the cache fails open. A command slower than ``op_timeout`` or failing counts as a
-failure and the call goes to the upstream; after ``FAILURES_TO_OPEN`` consecutive failures the
-backend is skipped for ``breaker_seconds`` so a dead Redis costs nothing per call.
-
-Cancellation: a caller never cancels a Redis command. Each command runs in its own task and the
-caller only *waits* for it (``asyncio.wait``, which neither cancels on timeout nor propagates the
-caller's cancellation). redis-py's own socket timeouts end the command, and redis-py drops a
-connection whose command was interrupted, so no connection goes back to the pool with an unread
-reply (CVE-2023-28858/9). The envelope's (tenant, key) tag is checked on every read regardless.
+Failure policy: the cache fails open (``gateway.cache.guard``, shared with the Redis limits): a
+command slower than ``op_timeout`` or failing counts as a failure and the call goes to the
+upstream; after ``FAILURES_TO_OPEN`` consecutive failures the backend is skipped for
+``breaker_seconds`` so a dead Redis costs nothing per call. A caller never cancels a Redis command
+(CVE-2023-28858/9); the envelope's (tenant, key) tag is checked on every read regardless.
 
 Invalidation: each generation scope (a thread's list pages, one message) has a key holding a
 random token; a write sets a new token (visible to every replica at once) and entries stored under
@@ -31,8 +27,8 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -41,6 +37,8 @@ from redis.backoff import NoBackoff
 
 from gateway import metrics
 from gateway.cache.backend import Lookup
+from gateway.cache.guard import FAILURES_TO_OPEN, CommandGuard
+from gateway.cache.guard import RedisUnavailable as _Unavailable
 from gateway.cache.envelope import EnvelopeError, decode, encode
 from gateway.cache.keys import CacheKey
 
@@ -48,10 +46,6 @@ __all__ = ["FAILURES_TO_OPEN", "RedisBackend"]
 
 log = structlog.get_logger("gateway.cache")
 
-T = TypeVar("T")
-
-#: Consecutive failures that open the breaker.
-FAILURES_TO_OPEN = 3
 #: Seconds a generation key outlives the longest entry TTL.
 GENERATION_MARGIN_SECONDS = 60.0
 #: How often a failed invalidation is tried again.
@@ -69,10 +63,6 @@ end
 redis.call('SET', KEYS[n + 1], ARGV[n + 1], 'PX', ARGV[n + 2])
 return 1
 """
-
-
-class _Unavailable(Exception):
-    """Redis did not answer in time or failed; the caller falls back to the upstream."""
 
 
 def _h(*parts: str) -> str:
@@ -101,13 +91,14 @@ class RedisBackend:
         )
         self._set_if_current = self._redis.register_script(_CONDITIONAL_SET)
         self._prefix = prefix
-        self._op_timeout = op_timeout
-        self._breaker_seconds = breaker_seconds
-        self._max_pending = max_connections
         self._generation_ttl = max(1, int(max_ttl + GENERATION_MARGIN_SECONDS))
-        self._failures = 0
-        self._open_until = 0.0
-        self._pending: set[asyncio.Future[Any]] = set()
+        self.guard = CommandGuard(
+            op_timeout=op_timeout, breaker_seconds=breaker_seconds, max_pending=max_connections,
+            on_failure=lambda: metrics.CACHE_EVENTS.labels(self.name, "error").inc(),
+            on_open=lambda seconds: log.warning("cache_redis_unavailable",
+                                                retry_in_seconds=seconds))
+        self._run = self.guard.run
+        self._spawn = self.guard.spawn
         #: Generation keys whose invalidation failed → when to stop retrying (monotonic).
         self._dirty: dict[str, float] = {}
         self._retrying: asyncio.Future[None] | None = None
@@ -134,45 +125,7 @@ class RedisBackend:
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._open_until
-
-    def _settle(self, task: asyncio.Future[Any]) -> None:
-        self._pending.discard(task)
-        if task.cancelled():
-            return
-        if task.exception() is None:
-            self._failures = 0
-            return
-        self._failure()
-
-    def _failure(self) -> None:
-        metrics.CACHE_EVENTS.labels(self.name, "error").inc()
-        self._failures += 1
-        if self._failures >= FAILURES_TO_OPEN and self.available:
-            self._open_until = time.monotonic() + self._breaker_seconds
-            log.warning("cache_redis_unavailable", retry_in_seconds=self._breaker_seconds)
-
-    def _spawn(self, command: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
-        async def run() -> T:
-            return await command()
-
-        task = asyncio.ensure_future(run())
-        self._pending.add(task)
-        task.add_done_callback(self._settle)
-        return task
-
-    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
-        """The command's result within ``op_timeout``, or _Unavailable; never cancels it."""
-        if not self.available or len(self._pending) >= self._max_pending:
-            raise _Unavailable
-        task = self._spawn(command)
-        done, _ = await asyncio.wait({task}, timeout=self._op_timeout)
-        if not done:
-            # Still running: it finishes (or times out inside redis-py) on its own; counted then.
-            raise _Unavailable
-        if task.exception() is not None:
-            raise _Unavailable
-        return task.result()
+        return self.guard.available
 
     # -- the backend contract ------------------------------------------------------------------
 
@@ -265,8 +218,7 @@ class RedisBackend:
             self._retrying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retrying
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=max(1.0, 4 * self._op_timeout))
+        await self.guard.settle()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
 

@@ -9,7 +9,10 @@ need not agree on time).
 Redis failure policy: limits fail **open** (the call is admitted, a warning is logged and
 ``gateway_limit_backend_errors_total`` counts it). Authentication itself never needs Redis — the
 store is a local file — so a Redis outage cannot lock consumers out (OpenAI's October 2023 outage
-was an auth cache in Redis). Every Redis command is bounded by the client's socket timeout.
+was an auth cache in Redis). Every Redis command is bounded and broken like the cache's
+(``gateway.cache.guard``: ``cache.redis_op_timeout_seconds``, then a breaker for
+``cache.redis_breaker_seconds``, commands never cancelled by their callers), so a slow or
+blackholed Redis adds at most the op timeout to a call, and nothing while the breaker is open.
 
 Failed authentications are counted per peer address (never the port: a new connection must not
 reset the count), and by the authenticator per presented key id too (subjects ``key:<id>``, same
@@ -31,6 +34,7 @@ from typing import Protocol
 import structlog
 
 from gateway import metrics
+from gateway.cache.guard import CommandGuard, RedisUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -218,12 +222,20 @@ class RedisLimits:
     """Limits shared by every replica pointed at the same Redis and prefix."""
 
     def __init__(self, url: str, prefix: str, failed_auth_limit: int,
-                 failed_auth_window: float, *, timeout: float = 0.25) -> None:
+                 failed_auth_window: float, *, timeout: float = 0.05,
+                 breaker_seconds: float = 5.0, max_connections: int = 64) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+            retry=Retry(NoBackoff(), 0), max_connections=max_connections,
         )
+        self._guard = CommandGuard(
+            op_timeout=timeout, breaker_seconds=breaker_seconds, max_pending=max_connections,
+            on_open=lambda seconds: log.warning("limit_backend_unavailable",
+                                                retry_in_seconds=seconds))
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._open = self._redis.register_script(_OPEN)
@@ -232,36 +244,40 @@ class RedisLimits:
         self._window = failed_auth_window
         self._peers = _PeerFailures(failed_auth_limit, failed_auth_window)
 
-    def _error(self, operation: str, exc: Exception) -> None:
+    def _error(self, operation: str) -> None:
         LIMIT_BACKEND_ERRORS.inc()
-        log.warning("limit_backend_error", operation=operation, error=type(exc).__name__)
+        if self._guard.available:  # while the breaker is open, its opening was the warning
+            log.warning("limit_backend_error", operation=operation)
 
     async def take(self, consumer: str, limit: RateLimit) -> float | None:
         if limit.rate_per_second <= 0:
             return None
         try:
-            wait = float(await self._take(keys=[f"{self._prefix}rate:{consumer}"],
-                                          args=[limit.rate_per_second, max(limit.burst, 1)]))
-        except Exception as exc:  # any Redis failure: fail open, see the module docstring
-            self._error("take", exc)
+            wait = float(await self._guard.run(lambda: self._take(
+                keys=[f"{self._prefix}rate:{consumer}"],
+                args=[limit.rate_per_second, max(limit.burst, 1)])))
+        except RedisUnavailable:  # fail open, see the module docstring
+            self._error("take")
             return None
         return wait if wait > 0 else None
 
     async def open_stream(self, consumer: str, limit: RateLimit, lifetime: float) -> str | None:
         lease = uuid.uuid4().hex
         try:
-            admitted = await self._open(keys=[f"{self._prefix}streams:{consumer}"],
-                                        args=[limit.max_streams, lease, max(lifetime, 1.0)])
-        except Exception as exc:
-            self._error("open_stream", exc)
+            admitted = await self._guard.run(lambda: self._open(
+                keys=[f"{self._prefix}streams:{consumer}"],
+                args=[limit.max_streams, lease, max(lifetime, 1.0)]))
+        except RedisUnavailable:
+            self._error("open_stream")
             return lease
         return lease if int(admitted) else None
 
     async def close_stream(self, consumer: str, lease: str) -> None:
         try:
-            await self._redis.zrem(f"{self._prefix}streams:{consumer}", lease)
-        except Exception as exc:
-            self._error("close_stream", exc)
+            await self._guard.run(lambda: self._redis.zrem(f"{self._prefix}streams:{consumer}",
+                                                           lease))
+        except RedisUnavailable:
+            self._error("close_stream")
 
     def peer_blocked(self, peer: str) -> float | None:
         return self._peers.blocked(peer, time.monotonic())
@@ -271,14 +287,15 @@ class RedisLimits:
 
     async def failed(self, peer: str) -> None:
         try:
-            count, ttl_ms = await self._fail(keys=[f"{self._prefix}authfail:{peer}"],
-                                             args=[math.ceil(self._window * 1000)])
-        except Exception as exc:
-            self._error("failed", exc)
+            count, ttl_ms = await self._guard.run(lambda: self._fail(
+                keys=[f"{self._prefix}authfail:{peer}"], args=[math.ceil(self._window * 1000)]))
+        except RedisUnavailable:
+            self._error("failed")
             self._peers.count(peer, time.monotonic())
             return
         if self._failed_limit and int(count) >= self._failed_limit:
             self._peers.block(peer, time.monotonic() + max(int(ttl_ms), 0) / 1000)
 
     async def aclose(self) -> None:
+        await self._guard.settle()
         await self._redis.aclose()

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.emulator import ids
+from gateway.emulator import huge, ids
 from gateway.emulator.encoding import Encoder
 from gateway.emulator.faults import LIST_OPERATIONS, FaultDecision, Faults
 from gateway.emulator.log import LogEntry, RequestLog
@@ -297,32 +297,42 @@ class Emulator:
         request: web.Request,
         entry: LogEntry,
         headers: dict[str, str],
-        size: int,
-        chunked: bool,
-        content_length: int | None,
+        params: dict[str, Any],
     ) -> web.StreamResponse:
         """``size`` bytes of valid JSON (a list envelope with a long padding string), streamed in
-        64 KiB writes so the emulator itself never holds the whole body. A ``content_length``
-        larger than the body is a lying header: the connection is closed (FIN) after the body."""
-        head = b'{"object":"list","data":[],"first_id":null,"last_id":null,"has_more":false,"padding":"'
-        tail = b'"}'
-        padding = max(0, size - len(head) - len(tail))
-        actual = len(head) + padding + len(tail)
+        64 KiB writes so the emulator itself never holds the whole body; gzip-compressed with
+        ``gzip``. A ``content_length`` larger than the body is a lying header: the connection is
+        closed (FIN) after the body. A smaller one is a lying header too: the whole body follows
+        it on the connection, which stays open."""
+        size, chunked = int(params["size"]), bool(params["chunked"])
+        declared = None if params["content_length"] is None else int(params["content_length"])
+        if params["gzip"]:
+            body = huge.gzip_body(size)
+            headers = {**headers, "Content-Encoding": "gzip"}
+            actual = len(body)
+            pieces = (body[i : i + huge.BLOCK] for i in range(0, actual, huge.BLOCK))
+        else:
+            actual, pieces = huge.plain_size(size), huge.plain_pieces(size)
         response = web.StreamResponse(status=200, headers=headers)
         if chunked:
             response.enable_chunked_encoding()
         else:
-            response.content_length = actual if content_length is None else max(actual, content_length)
+            response.content_length = actual if declared is None else declared
         await response.prepare(request)
         entry.status = 200
-        await response.write(head)
-        block = b"x" * 65536
-        while padding > 0:
-            piece = block if padding >= len(block) else block[:padding]
-            await response.write(piece)
-            padding -= len(piece)
-        await response.write(tail)
-        if not chunked and content_length is not None and content_length > actual:
+        left = actual if declared is None or chunked else declared
+        for piece in pieces:
+            if left >= len(piece):
+                await response.write(piece)
+                left -= len(piece)
+                continue
+            if left:  # aiohttp cuts what goes beyond the declared length: past it, write raw
+                await response.write(piece[:left])
+                piece, left = piece[left:], 0
+            if request.transport is not None:
+                request.transport.write(piece)
+                await asyncio.sleep(0)
+        if declared is not None and not chunked and declared > actual:
             await asyncio.sleep(0.02)  # let loopback deliver the body before the FIN
             if request.transport is not None:
                 request.transport.close()
@@ -395,11 +405,7 @@ class Emulator:
                 return await self._send(request, entry, int(params["status"]), headers, html)
             if kind == "huge_body":
                 headers = {"Content-Type": "application/json", **self._openai_headers(request_id, started)}
-                size, chunked = int(params["size"]), bool(params["chunked"])
-                declared = params["content_length"]
-                return await self._send_huge(
-                    request, entry, headers, size, chunked, None if declared is None else int(declared)
-                )
+                return await self._send_huge(request, entry, headers, params)
 
             extra: dict[str, str] = {}
             if kind == "status":

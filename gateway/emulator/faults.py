@@ -24,7 +24,11 @@ seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters
                     and ``body`` (text, or bytes sent as they are: invalid UTF-8)
 ``huge_body``       ``size`` bytes (10 MiB) of syntactically plausible JSON, streamed;
                     ``chunked`` (False: a true ``Content-Length``), ``content_length``
-                    (None; a larger value is a lying header, the connection then closes)
+                    (None; a larger value is a lying header, the connection then closes;
+                    a smaller one is a lying header too: the whole body follows it),
+                    ``gzip`` (False; True: the body is sent gzip-compressed with
+                    ``Content-Encoding: gzip``, ``size`` counting the decoded bytes, so a
+                    large size is a compression bomb: ~1 KiB on the wire per MiB)
 ``redirect``        ``status`` (302) with ``location`` (default: same path and query on
                     ``http://127.0.0.2:<port>``, i.e. another host)
 ``stale_cursor``    list operations only: cursors are ignored and the first page comes
@@ -95,7 +99,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "body": "<html><head><title>502 Bad Gateway</title></head>"
         "<body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>",
     },
-    "huge_body": {"size": 10 * 1024 * 1024, "chunked": False, "content_length": None},
+    "huge_body": {"size": 10 * 1024 * 1024, "chunked": False, "content_length": None,
+                  "gzip": False},
     "redirect": {"status": 302, "location": None},
     "stale_cursor": {},
 }
@@ -192,9 +197,9 @@ class Faults:
         if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
             raise ValueError("fraction must be within [0, 1]")
         if kind == "huge_body" and merged["content_length"] is not None and (
-            merged["chunked"] or int(merged["content_length"]) < int(merged["size"])
+            merged["chunked"] or int(merged["content_length"]) < 0
         ):
-            raise ValueError("content_length must be >= size, and not with chunked")
+            raise ValueError("content_length must be >= 0, and not with chunked")
         if kind == "slow_body" and int(merged["chunk_size"]) < 1:
             raise ValueError("chunk_size must be >= 1")
         with self._lock:

@@ -21,11 +21,13 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from gateway import metrics
 from gateway.context import CallContext
 from gateway.config import ReliabilitySettings, UpstreamSettings
 from gateway.errors import DeadlineExceeded, Internal, Unavailable, UpstreamErrorInfo
 from gateway.tracing import traced_attempts
 from gateway.upstream.admission import Admission, admission_limit
+from gateway.upstream.body import read_capped
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs
 from gateway.upstream.outcomes import (
@@ -49,6 +51,12 @@ log = structlog.get_logger(__name__)
 
 #: Seconds a read of the key file is trusted before the file is looked at again.
 KEY_FILE_RECHECK_SECONDS = 1.0
+#: Bodies from this size on are parsed in a loop step of their own. Measured (tests/reliability/
+#: test_loop_lag.py): a 15 MiB body's parse takes ~20-30 ms of CPU, and with the end of its read
+#: in the same step the loop was blocked 64 ms. A thread would not help: orjson and json hold
+#: the GIL while they parse, so the loop waits just the same (measured: 98 ms on the loop, 72 ms
+#: in a thread). 1 MiB parses in ~2 ms, so smaller bodies need no extra step.
+YIELD_BEFORE_PARSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +247,8 @@ class UpstreamClient:
                 verdict.failure()
             else:
                 verdict.success()
+        if key_rejected(status):
+            metrics.UPSTREAM_KEY_REJECTED.labels(ctx.tenant).inc()  # alerted on: page someone
         if key_rejected(status) and not key_retried:
             # The key may have just been rotated: read it again once before failing.
             old = headers.get("authorization")
@@ -247,6 +257,8 @@ class UpstreamClient:
                 return await self._attempt(ctx, method, url, content, extra_headers,
                                            breaker, operation=operation, key_retried=True)
         if 200 <= status < 300:
+            if len(raw) >= YIELD_BEFORE_PARSE_BYTES:
+                await asyncio.sleep(0)  # the read's last step and the parse: two loop steps
             try:
                 return UpstreamResponse(status, self._parse(status, raw, resp_headers),
                                         resp_headers)
@@ -279,7 +291,8 @@ class UpstreamClient:
             headers["openai-project"] = self.settings.project
         return headers
 
-    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes, dict[str, str]]:
+    async def _exchange(self, request: httpx.Request
+                        ) -> tuple[int, bytes | bytearray, dict[str, str]]:
         response = await self._http.send(request)
         try:
             cap = self.settings.max_body_bytes
@@ -287,25 +300,19 @@ class UpstreamClient:
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
                 raise too_large()
-            # The transport's stream as it is when there is nothing to decode (httpx's decoder
-            # and chunker cost ~10 µs a response); httpx decodes gzip and deflate. Either way the
-            # cap counts decoded bytes, so a compressed bomb stops at the cap.
-            encoding = headers.get("content-encoding", "")
-            body = response.aiter_bytes() if encoding not in ("", "identity") else response.stream
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in body:
-                size += len(chunk)
-                if size > cap:
-                    raise too_large()
-                chunks.append(chunk)
-            return response.status_code, b"".join(chunks), headers
+            # The transport's stream, decoded in bounded steps (gateway/upstream/body.py): the
+            # cap counts decoded bytes and is checked every step, so a compressed bomb stops at
+            # the cap. httpx's decoders only for an encoding body.py does not decode.
+            encoding = headers.get("content-encoding", "").strip().lower()
+            raw = await read_capped(response.stream, encoding, cap,
+                                    fallback=response.aiter_bytes)
+            return response.status_code, raw, headers
         finally:
             # Always hand the connection back (or drop it), whatever interrupted the read.
             await response.aclose()
 
     @staticmethod
-    def _parse(status: int, raw: bytes, headers: dict[str, str]) -> Any:
+    def _parse(status: int, raw: bytes | bytearray, headers: dict[str, str]) -> Any:
         """A 2xx body as JSON; one that is not JSON is the upstream's fault."""
         try:
             return loads(raw)

@@ -30,7 +30,7 @@ from gateway.errors import (
 from gateway.upstream.retry import parse_retry_after
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes | bytearray) -> Any:
     """``json.loads``, three times faster on the common case (a 100-message page: ~0.2 ms
     instead of ~0.65 ms, and a stream's next request waits for it).
 
@@ -116,7 +116,7 @@ def too_large() -> GatewayError:
 REDACTED = "[redacted]"
 
 
-def upstream_error(status: int, raw: bytes, headers: Mapping[str, str], *,
+def upstream_error(status: int, raw: bytes | bytearray, headers: Mapping[str, str], *,
                    sent_key: str = "") -> GatewayError:
     """The consumer-facing error for a non-2xx upstream answer. ``sent_key``: the upstream key
     the request carried; an answer that quotes it (an upstream or a proxy echoing the request's

@@ -1,7 +1,8 @@
 """A small asyncio TCP proxy in front of Redis for fault tests (docs/reliability.md, "Tests and soak").
 
 It forwards bytes both ways on 127.0.0.1, optionally delaying every chunk by a random amount
-(a slow, jittery network), and ``close()`` drops the listener and every open connection at once
+(a slow, jittery network) or a fixed one (``delay``), or dropping every byte (``dropping``: a
+blackhole), and ``close()`` drops the listener and every open connection at once
 (Redis gone, as the gateway sees it) without touching the real server.
 """
 
@@ -22,6 +23,11 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        #: While True every byte either way is dropped: a blackhole (connections stay open and
+        #: new ones are accepted; nothing is ever answered).
+        self.dropping = False
+        #: Seconds every chunk is held before it is forwarded (a slow network).
+        self.delay = 0.0
 
     @property
     def url(self) -> str:
@@ -52,6 +58,10 @@ class TcpProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while chunk := await reader.read(65536):
+                if self.dropping:
+                    continue
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 if self._max_delay:
                     await asyncio.sleep(self._rng.uniform(0, self._max_delay))
                 writer.write(chunk)

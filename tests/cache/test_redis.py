@@ -193,7 +193,7 @@ async def test_redis_backend_random_cancels_under_load_never_cross_values(
                     if rng.random() < 0.3:
                         task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                b._open_until = 0.0  # keep exercising Redis even if timeouts opened the breaker
+                b.guard.open_until = 0.0  # keep exercising Redis even if timeouts opened the breaker
         foreign = [e for e in logs if e["event"] == "cache_value_rejected"]
         assert wrong == []
         assert foreign == []

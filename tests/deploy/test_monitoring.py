@@ -78,7 +78,8 @@ def test_the_rules_pass_promtool(tmp_path: Path) -> None:
     alerts = {r["alert"] for g in rule_groups()["groups"] for r in g["rules"]}
     assert alerts == {"GatewayErrorRatioHigh", "GatewayUpstreamCircuitOpen",
                       "GatewayLatencyP99High", "GatewayRateLimitSaturation",
-                      "GatewayCredentialsReloadErrors", "GatewayNoUpstreamKey"}
+                      "GatewayCredentialsReloadErrors", "GatewayNoUpstreamKey",
+                      "GatewayUpstreamKeyRejected", "GatewayEventLoopLagHigh"}
 
 
 def test_the_service_monitor_selects_the_metrics_service() -> None:
@@ -214,7 +215,7 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                 # Every rule loaded and evaluates without error.
                 rules = (await http.get(f"{base}/api/v1/rules")).json()["data"]["groups"]
                 health = {r["name"]: r["health"] for g in rules for r in g["rules"]}
-                assert len(health) == 6 and set(health.values()) == {"ok"}, health
+                assert len(health) == 8 and set(health.values()) == {"ok"}, health
     finally:
         await gw.stop(grace=0.5)
     assert time.monotonic() - started < 60
@@ -252,6 +253,20 @@ ALERT_CASES: list[dict[str, Any]] = [
     {"series": {'gateway_upstream_key_missing{profile="eu"}': "1x10"},
      "alert": "GatewayNoUpstreamKey", "at": "5m",
      "labels": [{"severity": "page", "profile": "eu"}]},
+    {"series": {'gateway_upstream_key_rejected_total{profile="eu"}': "0 0 0 2 4 4 4 4 4 4"},
+     "alert": "GatewayUpstreamKeyRejected", "at": "5m",
+     "labels": [{"severity": "page", "profile": "eu"}]},
+    {"series": {'gateway_upstream_key_rejected_total{profile="eu"}': "4x20"},  # long ago
+     "alert": "GatewayUpstreamKeyRejected", "at": "15m", "labels": []},
+    {"series": {f'gateway_event_loop_lag_seconds_bucket{{le="{le}"}}': v
+                for le, v in (("0.05", "0+500x30"), ("0.1", "0+600x30"),
+                              ("+Inf", "0+600x30"))},
+     "alert": "GatewayEventLoopLagHigh", "at": "20m", "labels": [{"severity": "warn"}],
+     "value": "97ms"},
+    {"series": {f'gateway_event_loop_lag_seconds_bucket{{le="{le}"}}': v
+                for le, v in (("0.005", "0+599x30"), ("0.05", "0+600x30"),
+                              ("+Inf", "0+600x30"))},  # healthy: p99 under 5 ms
+     "alert": "GatewayEventLoopLagHigh", "at": "20m", "labels": []},
 ]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 
 import httpx
 import pytest
 
 from gateway.emulator import EmulatorServer, Faults, ids
 
-from .conftest import HEADERS
+from .conftest import API_KEY, HEADERS
 from .schemas import validate
 
 
@@ -244,6 +245,32 @@ async def test_huge_body_with_lying_content_length(upstream: EmulatorServer, cli
     assert received == 100_000
     assert await upstream.log.wait_idle(2.0)
     assert upstream.log.entries[0].status == 200 and not upstream.log.entries[0].disconnected
+
+
+async def test_huge_body_gzip_is_a_bomb_that_decodes_to_size(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    size = 64 * 1024 * 1024 + 3
+    upstream.faults.add("listMessages", "huge_body", times=1, size=size, gzip=True)
+    async with client.stream("GET", f"/threads/{thread_id}/messages") as response:
+        assert response.headers["content-encoding"] == "gzip"
+        wire = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert len(wire) < size // 500  # ~1 KiB per MiB
+    decoded = zlib.decompress(wire, zlib.MAX_WBITS | 16)  # checks the CRC and length too
+    assert len(decoded) == size and json.loads(decoded)["data"] == []
+
+
+async def test_huge_body_with_short_lying_content_length_sends_the_rest_anyway(upstream: EmulatorServer, thread_id: str) -> None:
+    upstream.faults.add("listMessages", "huge_body", times=1, size=5000, content_length=100)
+    reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+    try:
+        writer.write(f"GET /v1/threads/{thread_id}/messages HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {API_KEY}\r\nOpenAI-Beta: assistants=v1\r\n\r\n"
+                     .encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"Content-Length: 100\r\n" in head
+        body = await asyncio.wait_for(reader.readexactly(5000), 5)
+        assert json.loads(body)["data"] == []  # the whole body, past the declared 100 bytes
+    finally:
+        writer.close()
 
 
 # ---------------------------------------------------------------------- the thread operations

@@ -1,0 +1,90 @@
+"""Event-loop health: how late the loop wakes a sleeping task, as a histogram.
+
+Both faces, the upstream client and the cache share one loop per process, so one callback that
+runs long (a large parse, a synchronous library call) delays every call in the process. A task
+sleeps ``interval`` seconds again and again and records how much later than asked it woke:
+``gateway_event_loop_lag_seconds``. On an idle loop that is the timer's resolution (~1 ms); a
+blocking call of X ms shows as up to X ms.
+
+What it cannot tell apart: the loop blocked by its own code, and the process not scheduled at
+all (a CPU-starved container). ``cpu_backed`` is the part of a wake-up's lateness the loop's
+thread spent on the CPU, i.e. its own work: the tests bound that one (tests/test_loop_lag.py,
+tests/reliability/test_loop_lag.py), since a machine shared with other work delays the process
+as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from gateway import metrics
+
+__all__ = ["LAG_INTERVAL_SECONDS", "LagSample", "LoopLagSampler"]
+
+#: Seconds between wake-ups in production: ten a second cost nothing measurable, and a block of
+#: 50 ms or more overlaps a wake-up at least half of the time, so a recurring one shows at once.
+LAG_INTERVAL_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LagSample:
+    """The worst wake-ups since the last ``take_worst`` (each figure its own maximum)."""
+
+    #: Seconds later than asked (wall clock).
+    lag: float = 0.0
+    #: The most of a wake-up's lateness the loop thread could have spent on the CPU (its CPU
+    #: time during the sleep, capped at the lateness): work on the loop, to within one interval.
+    cpu_backed: float = 0.0
+
+
+class LoopLagSampler:
+    """Samples the running loop's lag until stopped; observes each sample in the histogram."""
+
+    def __init__(self, interval: float = LAG_INTERVAL_SECONDS, *, observe: bool = True) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        self.interval = interval
+        self._observe = observe
+        self._task: asyncio.Task[None] | None = None
+        self._worst = LagSample()
+        self.samples = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name="loop-lag-sampler")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def take_worst(self) -> LagSample:
+        """The worst sample since the last call (and start again from nothing)."""
+        worst, self._worst = self._worst, LagSample()
+        return worst
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.interval
+        histogram = metrics.EVENT_LOOP_LAG
+        while True:
+            started, cpu_started = loop.time(), time.thread_time()
+            await asyncio.sleep(interval)
+            lag = max(0.0, loop.time() - started - interval)
+            # The loop thread's CPU time during the sleep, capped at the lateness, bounds how much
+            # of the lateness was its own work rather than the process not being scheduled.
+            cpu = time.thread_time() - cpu_started
+            sample = LagSample(lag, min(lag, cpu))
+            self.samples += 1
+            if self._observe:
+                histogram.observe(lag)
+            worst = self._worst
+            if sample.lag > worst.lag or sample.cpu_backed > worst.cpu_backed:
+                self._worst = LagSample(max(lag, worst.lag), max(sample.cpu_backed,
+                                                                 worst.cpu_backed))
