@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 import structlog
 
+from gateway.metrics import EVENT_LOOP_TASKS
 from gateway.config import AuthSettings, ConfigError, ServerSettings, Settings
 from gateway.config_checks import check_base_urls
 from gateway.credentials.authenticator import Authenticator
@@ -145,6 +146,8 @@ async def start_gateway(settings: Settings, *,
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops).
     ``span_exporter``: where spans go instead of OTLP (tests); it turns tracing on."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
+    loop = asyncio.get_running_loop()
+    EVENT_LOOP_TASKS.set_function(lambda: len(asyncio.all_tasks(loop)))
     ownership = build_ownership(settings.auth)  # before anything that needs closing
     tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter
     upstream = UpstreamPool(settings)

@@ -111,6 +111,11 @@ UPSTREAM_RETRIES_DENIED = Counter("gateway_upstream_retries_denied_total",
                                   "Retryable upstream failures not retried, by why "
                                   "(budget, deadline, attempts, retry_after_too_long).",
                                   ("why",), registry=REGISTRY)
+# Read at scrape time from the metrics thread (asyncio.all_tasks retries a set changed meanwhile):
+# the soak's task-leak gate, and a slow climb in production is a leak.
+EVENT_LOOP_TASKS = Gauge("gateway_event_loop_tasks",
+                         "asyncio tasks not yet done on the gateway's event loop.",
+                         registry=REGISTRY, multiprocess_mode="livesum")
 ADMISSION_REJECTED = Counter("gateway_admission_rejected_total",
                              "Upstream requests refused because too many were in flight.",
                              registry=REGISTRY)
