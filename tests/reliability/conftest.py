@@ -53,6 +53,12 @@ def live_tasks() -> set[asyncio.Task[Any]]:
 
 FAULT_FILES = ("tests/reliability/test_faults.py",)
 _outcomes: dict[str, bool] = {}
+_figures: list[str] = []
+
+
+def report(figure: str) -> None:
+    """A measured figure (a fault-plan row's), printed in the run's summary."""
+    _figures.append(figure)
 
 
 @dataclass
@@ -134,3 +140,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _outcomes:
         survived = sum(_outcomes.values())
         terminalreporter.write_line(f"{survived} of {len(_outcomes)} faults survived")
+    for figure in _figures:
+        terminalreporter.write_line(figure)
