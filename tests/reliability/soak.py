@@ -63,12 +63,13 @@ CANCEL_RATE = 0.03
 CANCEL_WITHIN = 0.05
 #: The gateway's idle upstream connections (upstream.max_keepalive_connections, its default).
 POOL = 20
-#: How long the soak waits for the upstream requests to end, and then for fds and tasks to come
-#: back within tolerance, before it judges.
-IDLE_SECONDS = 10.0
+#: How long the soak waits for the upstream requests to end, and then as long again for fds and
+#: tasks to come back within tolerance, before it judges (``--patience``).
+PATIENCE_SECONDS = 10.0
+#: Seconds a phase's last calls get to finish before they are cancelled.
+PHASE_GRACE = 1.0
 #: The warm-up: a tenth of the run, at least this (the bounded structures fill meanwhile).
 WARMUP_SECONDS = 15.0
-SETTLE_SECONDS = 5.0
 
 
 def free_port() -> int:
@@ -166,8 +167,17 @@ async def idle(base: str, seconds: float) -> int:
 async def run_phase(stub: pb_grpc.MessagesServiceStub, threads: list[str], until: float,
                     counts: collections.Counter[str], concurrency: int, seed: int,
                     mix: str) -> None:
-    await asyncio.gather(*(traffic(stub, threads, until, counts, random.Random(seed + i),
-                                   MIXES[mix]) for i in range(concurrency)))
+    """Traffic until ``until``; calls still running ``PHASE_GRACE`` s later (a stream on an
+    endless list, a dripping body) are cancelled, so that a phase ends on time."""
+    workers = [asyncio.ensure_future(traffic(stub, threads, until, counts,
+                                             random.Random(seed + i), MIXES[mix]))
+               for i in range(concurrency)]
+    _, late = await asyncio.wait(workers, timeout=max(0.0, until - time.monotonic()) + PHASE_GRACE)
+    for worker in late:
+        worker.cancel()
+    if late:
+        await asyncio.wait(late)
+        counts["CANCELLED at phase end"] += len(late)
 
 
 async def print_rss(proc: psutil.Process, every: float, started: float) -> None:
@@ -179,7 +189,8 @@ async def print_rss(proc: psutil.Process, every: float, started: float) -> None:
 
 
 async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all",
-               every: float = 0.0) -> int:
+               every: float = 0.0, warmup: float | None = None,
+               patience: float = PATIENCE_SECONDS) -> int:
     emu_port, gw_port, metrics_port = free_port(), free_port(), free_port()
     env = {**os.environ, "EMULATOR_API_KEYS": KEY, "GATEWAY_UPSTREAM_API_KEY": KEY,
            "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{gw_port}",
@@ -221,19 +232,20 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
                   {"operation": operation, "kind": kind, "probability": share, **params})
         proc = psutil.Process(gateway.pid)
         counts: collections.Counter[str] = collections.Counter()
-        warmup = max(WARMUP_SECONDS, seconds / 10)
+        if warmup is None:
+            warmup = max(WARMUP_SECONDS, seconds / 10)
         started = time.monotonic()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw_port}") as channel:
             stub = pb_grpc.MessagesServiceStub(channel)
             printer = (asyncio.ensure_future(print_rss(proc, every, started))
                        if every > 0 else None)
             await run_phase(stub, threads, started + warmup, counts, concurrency, 0, mix)
-            await idle(base, IDLE_SECONDS)
+            await idle(base, patience)
             warm = sample(proc, emu_port, metrics_port)
             await run_phase(stub, threads, started + seconds, counts, concurrency, 1000, mix)
-            in_flight = await idle(base, IDLE_SECONDS)
+            in_flight = await idle(base, patience)
             end = sample(proc, emu_port, metrics_port)
-            settle = time.monotonic() + SETTLE_SECONDS
+            settle = time.monotonic() + patience
             while not settled(warm, end) and time.monotonic() < settle:
                 await asyncio.sleep(0.2)
                 end = sample(proc, emu_port, metrics_port)
@@ -276,6 +288,10 @@ if __name__ == "__main__":
                         help="only one kind of call, to find which one a growth comes from")
     parser.add_argument("--sample", type=float, default=0.0,
                         help="print the gateway's RSS every this many seconds (0: never)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help=f"seconds of warm-up (default: a tenth, at least {WARMUP_SECONDS:.0f})")
+    parser.add_argument("--patience", type=float, default=PATIENCE_SECONDS,
+                        help="seconds to wait for idle, and again for fds and tasks to settle")
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.seconds, args.concurrency, args.fault_rate, args.mix,
-                              args.sample)))
+                              args.sample, args.warmup, args.patience)))
