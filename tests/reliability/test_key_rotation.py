@@ -26,7 +26,7 @@ from tests.reliability.conftest import Harness, HarnessFactory, report, scale
 NEW_KEY = "sk-rotated-upstream-key-2"
 #: Seconds from the swap to the revocation of the old key; load goes on this long after it.
 REVOKE_AFTER = scale(5, 3)
-AFTER_REVOCATION = 1.5
+AFTER_REVOCATION = 1.0
 WORKERS = scale(16, 6)
 
 
