@@ -22,6 +22,7 @@ import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 
 import grpc
 import psutil
@@ -29,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients.generated.messages_gateway.v1 import messages_pb2 as pb
 from clients.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
-from tests.reliability.soak_gates import Sample, failures, rss_growth, settled
+from tests.reliability.soak_gates import Sample, failures, heap_growth, rss_growth, settled
 
 KEY = "sk-soak"
 #: The gateway's cap on an upstream body in the soak (16 MiB by default): the largest page the
@@ -61,8 +62,11 @@ FAULTS = [
 #: before the headers, during an upstream fetch, during a write.
 CANCEL_RATE = 0.03
 CANCEL_WITHIN = 0.05
-#: The gateway's idle upstream connections (upstream.max_keepalive_connections, its default).
-POOL = 20
+#: The pool's keep-alive expiry in the soak (upstream.keepalive_expiry_seconds, 30 s by
+#: default): idle connections close a second or two after the last call, so both samples are
+#: taken with an empty pool (its buffers are native heap), and a socket to the upstream still
+#: open then is a leaked connection.
+KEEPALIVE = 1.0
 #: How long the soak waits for the upstream requests to end, and then as long again for fds and
 #: tasks to come back within tolerance, before it judges (``--patience``).
 PATIENCE_SECONDS = 10.0
@@ -138,20 +142,39 @@ async def traffic(stub: pb_grpc.MessagesServiceStub, threads: list[str], stop: f
             counts[err.code().name] += 1
 
 
-def scrape_tasks(metrics_port: int) -> int:
+def scrape(metrics_port: int) -> dict[str, float]:
+    """The gateway's gauges the gates read: its asyncio tasks and its native heap."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "gateway_event_loop_tasks":
-            return int(family.samples[0].value)
-    raise RuntimeError("the gateway exports no gateway_event_loop_tasks")
+    wanted = ("gateway_event_loop_tasks", "gateway_malloc_in_use_bytes")
+    found = {family.name: family.samples[0].value
+             for family in text_string_to_metric_families(text)
+             if family.name in (*wanted, "gateway_cache_bytes") and family.samples}
+    missing = set(wanted) - set(found)
+    if missing:
+        raise RuntimeError(f"the gateway exports no {', '.join(sorted(missing))}")
+    return found
 
 
 def sample(proc: psutil.Process, emu_port: int, metrics_port: int) -> Sample:
     pool = sum(1 for c in proc.net_connections(kind="tcp")
                if c.raddr and c.raddr.port == emu_port)
+    gauges = scrape(metrics_port)
     return Sample(rss=proc.memory_info().rss, fds=proc.num_fds() - pool, pool=pool,
-                  tasks=scrape_tasks(metrics_port))
+                  tasks=int(gauges["gateway_event_loop_tasks"]),
+                  heap=int(gauges["gateway_malloc_in_use_bytes"]))
+
+
+async def quiet_sample(proc: psutil.Process, emu_port: int, metrics_port: int, seconds: float,
+                       ready: Callable[[Sample], bool]) -> Sample:
+    """A sample once ``ready`` holds for it (the idle pool closed, work finishing just after
+    the last call done), or the last one after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    now = sample(proc, emu_port, metrics_port)
+    while not ready(now) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        now = sample(proc, emu_port, metrics_port)
+    return now
 
 
 async def idle(base: str, seconds: float) -> int:
@@ -180,12 +203,17 @@ async def run_phase(stub: pb_grpc.MessagesServiceStub, threads: list[str], until
         counts["CANCELLED at phase end"] += len(late)
 
 
-async def print_rss(proc: psutil.Process, every: float, started: float) -> None:
-    """Print the gateway's RSS every ``every`` seconds (to see a plateau from a leak)."""
+async def print_memory(proc: psutil.Process, metrics_port: int, every: float,
+                       started: float) -> None:
+    """Print the gateway's RSS and native heap every ``every`` seconds (a leak climbs, a bound
+    filling up levels off)."""
     while True:
         await asyncio.sleep(every)
         rss = proc.memory_info().rss / 2**20
-        print(f"  t={time.monotonic() - started:6.1f} s  RSS {rss:7.1f} MiB", flush=True)
+        gauges = await asyncio.to_thread(scrape, metrics_port)
+        print(f"  t={time.monotonic() - started:6.1f} s  RSS {rss:7.1f} MiB  native heap "
+              f"{gauges['gateway_malloc_in_use_bytes'] / 2**20:7.1f} MiB  response cache "
+              f"{gauges.get('gateway_cache_bytes', 0) / 2**20:5.1f} MiB", flush=True)
 
 
 async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "all",
@@ -196,7 +224,7 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
            "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{gw_port}",
            "GATEWAY_SERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
            "GATEWAY_UPSTREAM_BASE_URL": f"http://127.0.0.1:{emu_port}/v1",
-           "GATEWAY_UPSTREAM_MAX_KEEPALIVE_CONNECTIONS": str(POOL),
+           "GATEWAY_UPSTREAM_KEEPALIVE_EXPIRY_SECONDS": str(KEEPALIVE),
            "GATEWAY_UPSTREAM_MAX_BODY_BYTES": str(BODY_CAP),
            "GATEWAY_LOGGING_LEVEL": "error",
            # The bounded structures are kept small so that they are full before warm-up ends
@@ -237,18 +265,16 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
         started = time.monotonic()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw_port}") as channel:
             stub = pb_grpc.MessagesServiceStub(channel)
-            printer = (asyncio.ensure_future(print_rss(proc, every, started))
+            printer = (asyncio.ensure_future(print_memory(proc, metrics_port, every, started))
                        if every > 0 else None)
             await run_phase(stub, threads, started + warmup, counts, concurrency, 0, mix)
             await idle(base, patience)
-            warm = sample(proc, emu_port, metrics_port)
+            warm = await quiet_sample(proc, emu_port, metrics_port, patience,
+                                      lambda now: not now.pool)
             await run_phase(stub, threads, started + seconds, counts, concurrency, 1000, mix)
             in_flight = await idle(base, patience)
-            end = sample(proc, emu_port, metrics_port)
-            settle = time.monotonic() + patience
-            while not settled(warm, end) and time.monotonic() < settle:
-                await asyncio.sleep(0.2)
-                end = sample(proc, emu_port, metrics_port)
+            end = await quiet_sample(proc, emu_port, metrics_port, patience,
+                                     lambda now: not now.pool and settled(warm, now))
             if printer is not None:
                 printer.cancel()
         total = sum(counts.values())
@@ -260,10 +286,11 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
         print(f"upstream in flight at the end: {in_flight}")
         print(f"gateway after warm-up ({warmup:.0f} s): {warm.describe()}")
         print(f"gateway at the end:          {end.describe()}")
-        print(f"RSS growth {rss_growth(warm, end):+.2f} %, fds {end.fds - warm.fds:+d}, "
+        print(f"RSS growth {rss_growth(warm, end):+.2f} %, native heap growth "
+              f"{heap_growth(warm, end):+.2f} %, fds {end.fds - warm.fds:+d}, "
               f"tasks {end.tasks - warm.tasks:+d}")
         reasons = failures(warm, end, in_flight=in_flight, unknown=counts["UNKNOWN"],
-                           pool_bound=POOL)
+                           pool_bound=0)
         for reason in reasons:
             print(f"FAIL: {reason}")
         print("PASS" if not reasons else "FAIL", flush=True)
@@ -287,7 +314,8 @@ if __name__ == "__main__":
     parser.add_argument("--mix", choices=sorted(MIXES), default="all",
                         help="only one kind of call, to find which one a growth comes from")
     parser.add_argument("--sample", type=float, default=0.0,
-                        help="print the gateway's RSS every this many seconds (0: never)")
+                        help="print the gateway's RSS and native heap every this many seconds "
+                             "(0: never)")
     parser.add_argument("--warmup", type=float, default=None,
                         help=f"seconds of warm-up (default: a tenth, at least {WARMUP_SECONDS:.0f})")
     parser.add_argument("--patience", type=float, default=PATIENCE_SECONDS,

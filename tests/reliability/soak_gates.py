@@ -5,15 +5,17 @@ soak"). Kept apart from the traffic so the verdict can be tested on made-up samp
 
 Why these measures:
 
-* **RSS** is what the kernel charges the process, native allocations included: gRPC core's
-  (grpc/grpc#43360 leaks ``grpc_op`` arrays in C) and the allocator's. tracemalloc would see the
-  Python heap only, and memray is a diagnosis tool, not a gate (it is not in the pinned lock, and
-  tracking every allocation slows the gateway several times on a 2-core machine, which changes
-  the traffic it is measured under): ``SOAK_GATEWAY_WRAP`` runs it by hand once a gate fires.
+* **RSS** is what the kernel charges the process, native allocations included, but also the
+  allocator's slack (freed memory glibc keeps or returns when it pleases).
+* **The native heap** (``gateway_malloc_in_use_bytes``, glibc's ``mallinfo2``): the bytes malloc
+  has handed out and not had back, gRPC core's included (grpc/grpc#43360 leaks ``grpc_op``
+  arrays in C), without that slack. tracemalloc would see the Python heap only, and memray is a
+  diagnosis tool, not a gate (it is not in the pinned lock, and tracking every allocation slows
+  the gateway several times on a 2-core machine, which changes the traffic it is measured
+  under): ``SOAK_GATEWAY_WRAP`` runs it by hand once a gate fires, to say where the growth is.
 * **File descriptors** from ``/proc/PID/fd``, less the sockets to the upstream: those are the
-  connection pool, bounded by ``upstream.max_keepalive_connections`` when idle, and checked
-  against that bound instead (how many idle connections the pool keeps depends on the last
-  burst of traffic, not on a leak).
+  connection pool, and checked apart (the soak expires idle connections after a second, so
+  none is left once it has waited for that; a socket still open is a leaked connection).
 * **asyncio tasks** from ``gateway_event_loop_tasks`` on the gateway's metrics port.
 * **Upstream requests in flight** from the emulator's request log: every request the gateway
   started has ended once its callers have.
@@ -27,6 +29,9 @@ from dataclasses import dataclass
 #: many more than after warm-up (a timer or a closing socket caught mid-way; a leak of one per
 #: thousand calls is hundreds).
 RSS_GROWTH_PERCENT = 5.0
+#: Native heap growth that fails the soak: twice the RSS bound, as the heap is the smaller
+#: figure (~18 MiB) and swings ±3 % between quiet samples of a clean gateway.
+HEAP_GROWTH_PERCENT = 10.0
 FD_TOLERANCE = 2
 TASK_TOLERANCE = 2
 
@@ -42,14 +47,20 @@ class Sample:
     pool: int
     #: ``gateway_event_loop_tasks``.
     tasks: int
+    #: ``gateway_malloc_in_use_bytes``: the native heap.
+    heap: int
 
     def describe(self) -> str:
-        return (f"RSS {self.rss / 2**20:.1f} MiB, {self.fds} fds + {self.pool} upstream "
-                f"sockets, {self.tasks} tasks")
+        return (f"RSS {self.rss / 2**20:.1f} MiB, native heap {self.heap / 2**20:.1f} MiB, "
+                f"{self.fds} fds + {self.pool} upstream sockets, {self.tasks} tasks")
 
 
 def rss_growth(warm: Sample, end: Sample) -> float:
     return (end.rss - warm.rss) / warm.rss * 100
+
+
+def heap_growth(warm: Sample, end: Sample) -> float:
+    return (end.heap - warm.heap) / warm.heap * 100 if warm.heap else 0.0
 
 
 def settled(warm: Sample, end: Sample) -> bool:
@@ -69,13 +80,18 @@ def failures(warm: Sample, end: Sample, *, in_flight: int, unknown: int,
     if growth >= RSS_GROWTH_PERCENT:
         found.append(f"gateway RSS grew {growth:+.2f} % after warm-up "
                      f"(limit {RSS_GROWTH_PERCENT:.0f} %)")
+    heap = heap_growth(warm, end)
+    if heap >= HEAP_GROWTH_PERCENT:
+        found.append(f"gateway native heap grew {heap:+.2f} % after warm-up "
+                     f"({warm.heap / 2**20:.1f} -> {end.heap / 2**20:.1f} MiB; limit "
+                     f"{HEAP_GROWTH_PERCENT:.0f} %)")
     if end.fds - warm.fds > FD_TOLERANCE:
         found.append(f"gateway file descriptors grew by {end.fds - warm.fds} after warm-up "
                      f"({warm.fds} -> {end.fds}, upstream sockets aside; tolerance "
                      f"{FD_TOLERANCE})")
     if end.pool > pool_bound:
-        found.append(f"{end.pool} sockets to the upstream with no call in flight "
-                     f"(the idle pool holds at most {pool_bound})")
+        found.append(f"{end.pool} socket(s) to the upstream open with no call in flight "
+                     f"and the pool's keep-alive expired (at most {pool_bound})")
     if end.tasks - warm.tasks > TASK_TOLERANCE:
         found.append(f"gateway asyncio tasks grew by {end.tasks - warm.tasks} after warm-up "
                      f"({warm.tasks} -> {end.tasks}; tolerance {TASK_TOLERANCE})")

@@ -9,6 +9,7 @@ import pytest
 
 from tests.reliability.soak_gates import (
     FD_TOLERANCE,
+    HEAP_GROWTH_PERCENT,
     RSS_GROWTH_PERCENT,
     TASK_TOLERANCE,
     Sample,
@@ -16,7 +17,7 @@ from tests.reliability.soak_gates import (
     settled,
 )
 
-WARM = Sample(rss=100 * 2**20, fds=40, pool=12, tasks=30)
+WARM = Sample(rss=100 * 2**20, fds=40, pool=0, tasks=30, heap=20 * 2**20)
 
 
 def verdict(end: Sample, *, in_flight: int = 0, unknown: int = 0) -> list[str]:
@@ -25,15 +26,18 @@ def verdict(end: Sample, *, in_flight: int = 0, unknown: int = 0) -> list[str]:
 
 def test_a_clean_end_passes() -> None:
     wobble = dataclasses.replace(WARM, rss=int(WARM.rss * 1.049), fds=WARM.fds + FD_TOLERANCE,
-                                 pool=20, tasks=WARM.tasks + TASK_TOLERANCE)
+                                 pool=20, tasks=WARM.tasks + TASK_TOLERANCE,
+                                 heap=int(WARM.heap * 1.099))
     assert verdict(wobble) == []
-    assert verdict(dataclasses.replace(WARM, rss=WARM.rss // 2, fds=10, pool=0, tasks=3)) == []
+    assert verdict(dataclasses.replace(WARM, rss=WARM.rss // 2, fds=10, pool=0, tasks=3,
+                                       heap=WARM.heap // 2)) == []
 
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"rss": int(WARM.rss * (1 + RSS_GROWTH_PERCENT / 100))}, "RSS grew +5.00 %"),
+    ({"heap": int(WARM.heap * (1 + HEAP_GROWTH_PERCENT / 100))}, "native heap grew +10.00 %"),
     ({"fds": WARM.fds + FD_TOLERANCE + 1}, "file descriptors grew by 3"),
-    ({"pool": 21}, "21 sockets to the upstream"),
+    ({"pool": 21}, "21 socket(s) to the upstream"),
     ({"tasks": WARM.tasks + TASK_TOLERANCE + 1}, "asyncio tasks grew by 3"),
 ])
 def test_each_resource_gate_fails_the_soak_alone(change: dict[str, int], expected: str) -> None:
