@@ -29,9 +29,10 @@ from dataclasses import dataclass
 #: many more than after warm-up (a timer or a closing socket caught mid-way; a leak of one per
 #: thousand calls is hundreds).
 RSS_GROWTH_PERCENT = 5.0
-#: Native heap growth that fails the soak: twice the RSS bound, as the heap is the smaller
-#: figure (~18 MiB) and swings ±3 % between quiet samples of a clean gateway.
-HEAP_GROWTH_PERCENT = 10.0
+#: Native heap growth that fails the soak. The heap is the smaller figure (~18 MiB) and swings
+#: up to ±10 % between quiet samples of a clean gateway (garbage not yet collected, buffers
+#: kept): 20 % is ~3.6 MiB, about what the RSS bound is in bytes.
+HEAP_GROWTH_PERCENT = 20.0
 FD_TOLERANCE = 2
 TASK_TOLERANCE = 2
 
