@@ -212,8 +212,9 @@ class Emulator:
 
     async def _list_messages(self, request: web.Request, stale: bool) -> Any:
         query = parse_list_query(request.query, allow_run_id=True)
+        cursors = (query.after or "", query.before or "")
         if request.get(_FAULT) == "endless_pages" or any(
-                (cursor or "").startswith(ids.ENDLESS_PREFIX) for cursor in (query.after, query.before)):
+                cursor.startswith(ids.ENDLESS_PREFIX) for cursor in cursors):
             real = self.store.list_messages(request.match_info["thread_id"], limit=query.limit,
                                             order=query.order, run_id=query.run_id)
             return self._endless(real.to_json())

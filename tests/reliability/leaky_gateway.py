@@ -6,8 +6,9 @@
 It runs ``python -m gateway serve`` in this process (the soak appends ``-m gateway serve`` to the
 wrap) after patching ``start_gateway`` to start, on the gateway's own loop, a loop that every
 ``PERIOD`` seconds leaks what ``SOAK_LEAK`` names: an asyncio task that never ends, an open file
-descriptor, 256 KiB of memory, or (the first ``HANGING`` rounds) an upstream request whose body never comes
-(the emulator holds it in flight). Bounded: it stops after ``MAX_LEAKS`` rounds. Test code only; never shipped.
+descriptor, 256 KiB of memory, or (the first ``HANGING`` rounds) an upstream request whose
+body never comes (the emulator holds it in flight). Bounded: it stops after ``MAX_LEAKS``
+rounds. Test code only; never shipped.
 """
 
 from __future__ import annotations

@@ -181,7 +181,8 @@ async def idle(base: str, seconds: float) -> int:
     """Wait until the emulator has no request in flight; the number still in flight."""
     deadline = time.monotonic() + seconds
     while True:
-        in_flight = int(admin(base, "GET", "/log?operation=none")["in_flight"])  # type: ignore[index]
+        log = admin(base, "GET", "/log?operation=none")
+        in_flight = int(log["in_flight"])  # type: ignore[index]
         if not in_flight or time.monotonic() >= deadline:
             return in_flight
         await asyncio.sleep(0.1)
@@ -317,7 +318,8 @@ if __name__ == "__main__":
                         help="print the gateway's RSS and native heap every this many seconds "
                              "(0: never)")
     parser.add_argument("--warmup", type=float, default=None,
-                        help=f"seconds of warm-up (default: a tenth, at least {WARMUP_SECONDS:.0f})")
+                        help="seconds of warm-up (default: a tenth of the run, at least "
+                             f"{WARMUP_SECONDS:.0f})")
     parser.add_argument("--patience", type=float, default=PATIENCE_SECONDS,
                         help="seconds to wait for idle, and again for fds and tasks to settle")
     args = parser.parse_args()

@@ -67,7 +67,8 @@ class Load:
         self.calls += 1
 
 
-@pytest.mark.parametrize("revoke_after", [REVOKE_AFTER, 0], ids=["revoked-later", "revoked-at-swap"])
+@pytest.mark.parametrize("revoke_after", [REVOKE_AFTER, 0],
+                         ids=["revoked-later", "revoked-at-swap"])
 async def test_upstream_key_rotation_under_load(
         make_harness: HarnessFactory, tmp_path: Path, revoke_after: float) -> None:
     key_file = tmp_path / "upstream-key"
@@ -120,7 +121,8 @@ async def test_upstream_key_rotation_under_load(
     else:
         # Refused until the gateway re-read the file: each of those calls was retried once.
         assert refused
-    report(f"S1 key rotation ({'revoked at the swap' if not revoke_after else f'revoked {revoke_after} s after'}): "
+    when = f"revoked {revoke_after} s after" if revoke_after else "revoked at the swap"
+    report(f"S1 key rotation ({when}): "
            f"{load.calls} calls, 0 errors, adoption {adoption * 1000:.0f} ms after the swap, "
            f"{sum(refused.values())} calls retried once on a 401, "
            f"{len(entries) - cut_over} of {len(entries)} upstream requests on the new key")
