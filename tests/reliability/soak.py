@@ -143,13 +143,17 @@ async def traffic(stub: pb_grpc.MessagesServiceStub, threads: list[str], stop: f
 
 
 def scrape(metrics_port: int) -> dict[str, float]:
-    """The gateway's gauges the gates read: its asyncio tasks and its native heap."""
+    """The gateway's gauges the gates read (its asyncio tasks and its native heap), the cache's
+    bytes, and the calls it saw end CANCELLED (the soak's cancels arriving)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     wanted = ("gateway_event_loop_tasks", "gateway_malloc_in_use_bytes")
-    found = {family.name: family.samples[0].value
-             for family in text_string_to_metric_families(text)
+    families = list(text_string_to_metric_families(text))
+    found = {family.name: family.samples[0].value for family in families
              if family.name in (*wanted, "gateway_cache_bytes") and family.samples}
+    found["cancelled"] = sum(s.value for family in families if family.name == "gateway_calls"
+                             for s in family.samples
+                             if s.name == "gateway_calls_total" and s.labels["code"] == "CANCELLED")
     missing = set(wanted) - set(found)
     if missing:
         raise RuntimeError(f"the gateway exports no {', '.join(sorted(missing))}")
@@ -284,6 +288,7 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
         print(f"requests: {total} ({total / seconds:.0f}/s)")
         for code, n in counts.most_common():
             print(f"  {code:<22} {n:>8}  {n / total:6.2%}")
+        print(f"calls the gateway saw end CANCELLED: {scrape(metrics_port)['cancelled']:.0f}")
         print(f"upstream in flight at the end: {in_flight}")
         print(f"gateway after warm-up ({warmup:.0f} s): {warm.describe()}")
         print(f"gateway at the end:          {end.describe()}")
