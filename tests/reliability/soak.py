@@ -6,8 +6,9 @@ emulator + gateway subprocesses, gated on leaks.
 Everything on 127.0.0.1. The traffic runs a warm-up (a tenth of the run, at least 15 s), pauses
 until nothing is in flight to sample the gateway process, runs the rest, and samples again once
 idle. Reports requests, outcomes by status and both samples; exits 1 with one ``FAIL:`` line per
-reason when a gate in ``soak_gates`` fails (RSS growth of 5 % or more, file descriptors or
-asyncio tasks left over, upstream requests in flight at the end, a call ended UNKNOWN).
+reason when a gate in ``soak_gates`` fails (RSS growth of 5 % or more, native heap growth of
+20 % or more, file descriptors, upstream sockets or asyncio tasks left over, upstream requests
+in flight at the end, a call ended UNKNOWN).
 """
 
 from __future__ import annotations
