@@ -18,6 +18,7 @@ from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
 from gateway.loop_lag import LoopLagSampler
+from gateway.metrics import EVENT_LOOP_TASKS
 from gateway.metrics_server import MetricsServer, Readiness
 from gateway.operations.idempotency import IdempotencyStore, IdempotencyWindow
 from gateway.operations.shared_idempotency import SharedIdempotency
@@ -153,6 +154,8 @@ async def start_gateway(settings: Settings, *,
     """Build every piece inside the running loop (grpc.aio and httpx must not cross loops).
     ``span_exporter``: where spans go instead of OTLP (tests); it turns tracing on."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
+    loop = asyncio.get_running_loop()
+    EVENT_LOOP_TASKS.set_function(lambda: len(asyncio.all_tasks(loop)))
     ownership = build_ownership(settings.auth)  # before anything that needs closing
     tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter
     upstream = UpstreamPool(settings)

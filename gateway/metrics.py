@@ -21,6 +21,8 @@ from prometheus_client import (
     Histogram,
 )
 
+from gateway import native_heap
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 # The process's own series (CPU, memory, file descriptors, GC, Python version), from the
 # client library's collectors: process_*, python_gc_*, python_info.
@@ -111,6 +113,18 @@ UPSTREAM_RETRIES_DENIED = Counter("gateway_upstream_retries_denied_total",
                                   "Retryable upstream failures not retried, by why "
                                   "(budget, deadline, attempts, retry_after_too_long).",
                                   ("why",), registry=REGISTRY)
+# Read at scrape time from the metrics thread (asyncio.all_tasks retries a set changed meanwhile):
+# the soak's task-leak gate, and a slow climb in production is a leak.
+EVENT_LOOP_TASKS = Gauge("gateway_event_loop_tasks",
+                         "asyncio tasks not yet done on the gateway's event loop.",
+                         registry=REGISTRY, multiprocess_mode="livesum")
+# The process's native heap (gateway/native_heap.py), read at scrape time: a climb that RSS
+# hides in the allocator's slack, or blames on it.
+NATIVE_HEAP = Gauge("gateway_malloc_in_use_bytes",
+                    "Bytes glibc's malloc has allocated and not had back (native code's "
+                    "included); 0 without mallinfo2.", registry=REGISTRY,
+                    multiprocess_mode="livesum")
+NATIVE_HEAP.set_function(lambda: native_heap.in_use() or 0)
 ADMISSION_REJECTED = Counter("gateway_admission_rejected_total",
                              "Upstream requests refused because too many were in flight.",
                              registry=REGISTRY)

@@ -204,6 +204,24 @@ async def test_the_retry_budget_gauge_follows_the_budget(emulator) -> None:
         await gw.stop(grace=0.5)
 
 
+async def test_the_event_loop_tasks_gauge_counts_the_loops_tasks(emulator) -> None:
+    """The soak's task-leak gate reads this gauge: tasks left on the loop show up in it."""
+    import asyncio
+
+    gw = await start_gateway(gateway_settings(emulator))
+    try:
+        before = _value("gateway_event_loop_tasks")
+        assert before == len(asyncio.all_tasks())
+        parked = [asyncio.ensure_future(asyncio.sleep(60)) for _ in range(7)]
+        assert _value("gateway_event_loop_tasks") == before + 7
+        for task in parked:
+            task.cancel()
+        await asyncio.wait(parked)
+        assert _value("gateway_event_loop_tasks") == before
+    finally:
+        await gw.stop(grace=0.5)
+
+
 def test_every_series_is_documented_in_docs_metrics_md() -> None:
     from pathlib import Path
 

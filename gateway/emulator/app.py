@@ -26,8 +26,11 @@ bind unless an admin token is set, and with a token every admin request must car
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import itertools
 import json
+import os
 import socket
 import struct
 import time
@@ -89,6 +92,8 @@ _STATUS_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
 }
 
 _Operation = Callable[[web.Request, bool], Awaitable[Any]]
+#: The request's fault kind, for the operations that shape their answer by it (endless_pages).
+_FAULT: web.RequestKey[str] = web.RequestKey("emulator_fault", str)
 
 
 async def _sleep_until(when: float) -> None:
@@ -151,6 +156,10 @@ class Emulator:
         self.faults = faults if faults is not None else Faults()
         self.encoder = Encoder(pretty)
         self._rate = _RateWindow(rate_limit_requests)
+        self._endless_ids = itertools.count(1)
+        # Names each key in the request log without the key: rotation tests see which key a
+        # request carried, and the log holds nothing that a leaked key could be checked against.
+        self._key_id_secret = os.urandom(16)
         self._operations: dict[str, _Operation] = {
             **ThreadOperations(lambda: self.store, self._json_body).operations(),
             "createMessage": self._create_message,
@@ -160,6 +169,16 @@ class Emulator:
             "listMessageFiles": self._list_message_files,
             "getMessageFile": self._get_message_file,
         }
+
+    def key_id(self, key: str) -> str:
+        """The request log's name for ``key``: 12 hex digits of an HMAC under this emulator's
+        own random secret (so not the key's plain hash)."""
+        return hmac.new(self._key_id_secret, key.encode(), hashlib.sha256).hexdigest()[:12]
+
+    def _presented_key_id(self, request: web.Request) -> str | None:
+        authorization = request.headers.get("Authorization", "")
+        key = authorization[7:].strip() if authorization.startswith("Bearer ") else ""
+        return self.key_id(key) if key else None
 
     # ------------------------------------------------------------------ encoding
 
@@ -193,6 +212,12 @@ class Emulator:
 
     async def _list_messages(self, request: web.Request, stale: bool) -> Any:
         query = parse_list_query(request.query, allow_run_id=True)
+        cursors = (query.after or "", query.before or "")
+        if request.get(_FAULT) == "endless_pages" or any(
+                cursor.startswith(ids.ENDLESS_PREFIX) for cursor in cursors):
+            real = self.store.list_messages(request.match_info["thread_id"], limit=query.limit,
+                                            order=query.order, run_id=query.run_id)
+            return self._endless(real.to_json())
         page = self.store.list_messages(
             request.match_info["thread_id"],
             limit=query.limit,
@@ -204,6 +229,14 @@ class Emulator:
         if stale:
             page["has_more"] = True
         return page
+
+    def _endless(self, page: dict[str, Any]) -> dict[str, Any]:
+        """The ``endless_pages`` fault: the real page's messages under fresh ids, more to come
+        (an empty thread's page stays empty: there is nothing to repeat)."""
+        data = [{**message, "id": ids.endless_message_id(next(self._endless_ids))}
+                for message in page["data"]]
+        return {**page, "data": data, "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None, "has_more": bool(data)}
 
     async def _get_message(self, request: web.Request, stale: bool) -> Any:
         return self.store.get_message(request.match_info["thread_id"], request.match_info["message_id"])
@@ -377,9 +410,12 @@ class Emulator:
         request_id = ids.request_id()
         entry = self.log.start(request_id, operation, request.method, request.path,
                                dict(request.query), _logged_headers(request))
+        entry.key_id = self._presented_key_id(request)
         decision: FaultDecision = self.faults.decide(operation)
         entry.fault = decision.kind
         kind, params = decision.kind, decision.params
+        if kind is not None:
+            request[_FAULT] = kind
         try:
             if decision.latency:
                 await asyncio.sleep(decision.latency)

@@ -33,6 +33,9 @@ seeded RNG (so a flaky run can be replayed), or both. Kinds and their parameters
                     ``http://127.0.0.2:<port>``, i.e. another host)
 ``stale_cursor``    list operations only: cursors are ignored and the first page comes
                     back with ``has_more: true``, so pagination never advances
+``endless_pages``   ``listMessages`` only: the page has fresh message ids and ``has_more:
+                    true``, so the cursor advances but the list never ends; a cursor
+                    taken from such a page keeps the list endless without a rule
 ==================  ==================================================================
 
 ``latency`` rules stack with each other and are *added* before the request is handled. The
@@ -103,6 +106,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                   "gzip": False},
     "redirect": {"status": 302, "location": None},
     "stale_cursor": {},
+    "endless_pages": {},
 }
 KINDS = frozenset(_DEFAULTS)
 
@@ -121,6 +125,8 @@ class FaultRule:
 
     def matches(self, operation: str | None) -> bool:
         if self.kind == "stale_cursor" and operation not in LIST_OPERATIONS:
+            return False
+        if self.kind == "endless_pages" and operation != "listMessages":
             return False
         return self.operation == "*" or self.operation == operation
 
@@ -185,6 +191,8 @@ class Faults:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(KINDS)}")
         if kind == "stale_cursor" and operation not in LIST_OPERATIONS | {"*"}:
             raise ValueError("stale_cursor applies to listMessages/listMessageFiles only")
+        if kind == "endless_pages" and operation not in ("listMessages", "*"):
+            raise ValueError("endless_pages applies to listMessages only")
         unknown = set(params) - set(_DEFAULTS[kind])
         if unknown:
             raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {kind!r}")

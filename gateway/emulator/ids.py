@@ -19,10 +19,12 @@ import string
 
 __all__ = [
     "ALPHANUMERICS",
+    "ENDLESS_PREFIX",
     "FILE_ID_RE",
     "MESSAGE_ID_RE",
     "REQUEST_ID_RE",
     "THREAD_ID_RE",
+    "endless_message_id",
     "file_id",
     "message_id",
     "request_id",
@@ -51,6 +53,16 @@ def thread_id() -> str:
 def message_id() -> str:
     """A new ``msg_…`` id."""
     return "msg_" + _suffix()
+
+
+#: Message ids of the ``endless_pages`` fault: well-shaped, never in the store, recognisable as
+#: a cursor that continues the endless list.
+ENDLESS_PREFIX = "msg_endless"
+
+
+def endless_message_id(number: int) -> str:
+    """The ``number``-th id of an endless list (``msg_endless`` + 17 digits)."""
+    return f"{ENDLESS_PREFIX}{number:017d}"
 
 
 def file_id() -> str:

@@ -36,6 +36,8 @@ class LogEntry:
     status: int | None = None
     disconnected: bool = False
     fault: str | None = None
+    #: Which key the request carried (``Emulator.key_id``; None without one), never the key.
+    key_id: str | None = None
     duration_ms: float | None = None
     finished: bool = False
 

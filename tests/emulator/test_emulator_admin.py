@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from gateway.emulator import EmulatorServer, ids
 from gateway.emulator.server import parse_listen
 
-from .conftest import HEADERS
+from .conftest import API_KEY, HEADERS
 from .schemas import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +68,26 @@ async def test_log(upstream: EmulatorServer, admin: httpx.AsyncClient, client: h
     assert listed["count"] == 2 and len(listed["entries"]) == 2 and listed["in_flight"] == 0
     assert (await admin.delete("/log")).status_code == 200
     assert upstream.log.count() == 0 and upstream.log.entries == []
+
+
+async def test_log_names_the_key_by_an_id_never_the_key(
+    upstream: EmulatorServer, admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """Rotation tests tell which key each request carried from the log's ``key_id``: an id
+    made with a per-emulator secret, so neither the key nor its plain hash is in the log."""
+    tid = upstream.store.create_thread()["id"]
+    await client.get(f"/threads/{tid}/messages")
+    await client.get(f"/threads/{tid}/messages", headers={"Authorization": "Bearer sk-other-key"})
+    await client.get(f"/threads/{tid}/messages", headers={"Authorization": ""})
+    good, other, none = upstream.log.entries
+    assert good.key_id == upstream.emulator.key_id(API_KEY) and good.status == 200
+    assert other.key_id == upstream.emulator.key_id("sk-other-key") != good.key_id
+    assert other.status == 401 and none.key_id is None
+    assert EmulatorServer().emulator.key_id(API_KEY) != good.key_id  # per-emulator secret
+    logged = (await admin.get("/log")).text
+    assert good.key_id in logged
+    for needle in (API_KEY, hashlib.sha256(API_KEY.encode()).hexdigest()[:12]):
+        assert needle not in logged
 
 
 def test_parse_listen() -> None:

@@ -155,6 +155,30 @@ async def test_stale_cursor_never_advances(upstream: EmulatorServer, client: htt
     validate(second, "ListMessagesResponse")
 
 
+async def test_endless_pages_advance_forever(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
+    """One firing makes the list endless: each page has fresh ids (the cursor advances, unlike
+    stale_cursor) and has_more, and a cursor from an endless page keeps it endless."""
+    upstream.faults.add("listMessages", "endless_pages", times=1)
+    url = f"/threads/{thread_id}/messages"
+    real = set(upstream.store.message_ids(thread_id))
+    seen: set[str] = set()
+    after = None
+    for _ in range(5):
+        page = (await client.get(url, params={"limit": 7, **({"after": after} if after else {})})).json()
+        validate(page, "ListMessagesResponse")
+        got = [m["id"] for m in page["data"]]
+        assert len(got) == 7 and page["has_more"] is True
+        assert all(ids.MESSAGE_ID_RE.match(i) for i in got)
+        assert not set(got) & (real | seen)
+        assert (page["first_id"], page["last_id"]) == (got[0], got[-1])
+        assert all(m["thread_id"] == thread_id for m in page["data"])
+        seen.update(got)
+        after = page["last_id"]
+    assert [r.fired for r in upstream.faults.rules] == [1]
+    # Without an endless cursor the list is the real one again.
+    assert (await client.get(url, params={"limit": 100})).json()["has_more"] is False
+
+
 async def test_latency_rule_and_setting(upstream: EmulatorServer, client: httpx.AsyncClient, thread_id: str) -> None:
     url = f"/threads/{thread_id}/messages"
     # Delays far apart, so a loaded machine cannot blur which ones were applied.
@@ -213,7 +237,7 @@ def test_rules_match_operation_and_first_wins() -> None:
 
 @pytest.mark.parametrize(
     ("operation", "kind", "params"),
-    [("nope", "status", {}), ("*", "explode", {}), ("getMessage", "stale_cursor", {}), ("*", "status", {"seconds": 1}),
+    [("nope", "status", {}), ("*", "explode", {}), ("getMessage", "stale_cursor", {}), ("getMessage", "endless_pages", {}), ("*", "status", {"seconds": 1}),
      ("*", "reset_mid_body", {"fraction": 2})],
 )
 def test_bad_rules_are_refused(operation: str, kind: str, params: dict) -> None:
