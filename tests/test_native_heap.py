@@ -27,7 +27,8 @@ def test_in_use_follows_native_allocations() -> None:
         assert all(blocks)
         held = native_heap.in_use()
         assert held is not None and held - before >= 40 * MIB
-        assert _value() - before >= 40 * MIB  # the gauge reads the same figure
+        # The gauge reads the same figure (give or take what other threads freed meanwhile).
+        assert abs(_value() - held) < 4 * MIB
     finally:
         for block in blocks:
             libc.free(block)

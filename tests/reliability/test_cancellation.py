@@ -291,7 +291,7 @@ async def test_cancel_storm_during_redis_gets_leaves_redis_and_cache_consistent(
                 call = stub.GetMessage(pb.GetMessageRequest(
                     thread_id=thread_id, message_id=rng.choice(ids)), timeout=5)
                 await asyncio.sleep(rng.uniform(0, 0.03))
-                in_redis += bool(backend._pending)  # noqa: SLF001 - a GET is in flight
+                in_redis += bool(backend.guard.pending)  # a GET is in flight
                 call.cancel()
                 try:
                     await call
@@ -304,9 +304,9 @@ async def test_cancel_storm_during_redis_gets_leaves_redis_and_cache_consistent(
                 codes += await asyncio.gather(*(one() for _ in range(20)))
             assert await emulator.log.wait_idle(3.0)
             deadline = time.monotonic() + 3.0
-            while backend._pending and time.monotonic() < deadline:  # noqa: SLF001
+            while backend.guard.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert not backend._pending  # noqa: SLF001 - every Redis command ended
+            assert not backend.guard.pending  # every Redis command ended
             pool = backend._redis.connection_pool  # noqa: SLF001
             assert not pool._in_use_connections  # noqa: SLF001 - every connection returned
             growth = rss_bytes() - rss_before
