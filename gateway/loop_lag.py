@@ -16,11 +16,11 @@ as a whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 
 __all__ = ["LAG_INTERVAL_SECONDS", "LagSample", "LoopLagSampler"]
 
@@ -60,9 +60,7 @@ class LoopLagSampler:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def take_worst(self) -> LagSample:
         """The worst sample since the last call (and start again from nothing)."""

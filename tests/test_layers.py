@@ -14,7 +14,7 @@ ROOT = Path(gateway.__file__).parent
 #: Lowest first: a module may import its own layer's modules and those of layers before it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "headers", "enums", "metrics", "config", "config_checks", "log",
-               "context", "tracing"}),
+               "context", "tracing", "cancellation"}),
     frozenset({"upstream"}),
     frozenset({"cache", "credentials"}),
     frozenset({"operations"}),

@@ -23,7 +23,6 @@ accepts writes again, instead of until the entry's TTL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 import time
@@ -41,6 +40,7 @@ from gateway.cache.guard import FAILURES_TO_OPEN, CommandGuard
 from gateway.cache.guard import RedisUnavailable as _Unavailable
 from gateway.cache.envelope import EnvelopeError, decode, encode
 from gateway.cache.keys import CacheKey
+from gateway.cancellation import cancel_and_wait
 
 __all__ = ["FAILURES_TO_OPEN", "RedisBackend"]
 
@@ -215,9 +215,7 @@ class RedisBackend:
 
     async def close(self) -> None:
         if self._retrying is not None:
-            self._retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrying
+            await cancel_and_wait(self._retrying)
         await self.guard.settle()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()

@@ -21,6 +21,7 @@ from collections.abc import Collection
 import structlog
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 from gateway.config import ConfigError
 from gateway.config_checks import check_store_exists
 from gateway.credentials import store
@@ -108,6 +109,4 @@ class Reloader:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 from gateway.context import CallContext
 from gateway.credentials.authenticator import Authenticator, Principal
 from gateway.credentials.scopes import scope_for
@@ -258,37 +259,15 @@ class Pipeline:
             await asyncio.wait((fetch, drained), return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not fetch.done():
-                fetch.cancel()
-                await _until_done(fetch)
+                # Not closed while the fetch still runs inside the walk: that would raise
+                # "asynchronous generator is already running" (the call became INTERNAL).
+                await cancel_and_wait(fetch)
         if fetch.cancelled():
             raise _draining_error()
         return fetch.result()
 
 
 _END: Any = object()
-
-#: Rounds _until_done waits through before it gives up on a fetch that ignores cancellation.
-MAX_WAIT_ROUNDS = 10_000
-
-
-async def _until_done(fetch: asyncio.Future[Any]) -> None:
-    """Wait until the cancelled ``fetch`` has ended, even if this task is cancelled meanwhile.
-
-    The walk must not be closed while the fetch still runs inside it ("asynchronous generator
-    is already running": the call became INTERNAL). Starlette's cancel scope cancels the task
-    again on every await while a client is gone, so one ``wait`` is not enough; a cancellation
-    of this task is re-raised once the fetch is done, never swallowed."""
-    cancelled = False
-    for _ in range(MAX_WAIT_ROUNDS):
-        if fetch.done():
-            break
-        try:
-            # wait() raises only when this task is cancelled, never for the fetch's own end.
-            await asyncio.wait((fetch,))
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 @functools.cache

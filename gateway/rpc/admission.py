@@ -28,7 +28,6 @@ INVALID_ARGUMENT the same way (grpc.aio answered UNKNOWN, with nothing in the ga
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import grpc
 import structlog
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 from gateway.config import ServerSettings
 
 log = structlog.get_logger("gateway.rpc")
@@ -122,9 +122,7 @@ class CallAdmission:
     async def close(self) -> None:
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
 
     def wrap_all(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
                  ) -> dict[str, grpc.RpcMethodHandler]:

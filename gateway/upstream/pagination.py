@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 from gateway.errors import Internal
 
 
@@ -40,8 +41,6 @@ P = TypeVar("P", bound=Page)
 #: thread being appended to faster than it is read) stops here. 10,000 pages of the largest page
 #: size are a million items, far beyond any real thread.
 MAX_PAGES = 10_000
-#: Rounds the walker waits through for a cancelled fetch to unwind before it gives up on it.
-MAX_WAIT_ROUNDS = 10_000
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:
@@ -194,23 +193,4 @@ async def walk_pages(
         raise Internal("the upstream list did not end", reason="UPSTREAM_LIST_ENDLESS")
     finally:
         if pending is not None and not pending.done():
-            await _cancel_and_wait(pending)
-
-
-async def _cancel_and_wait(fetch: asyncio.Task[Any]) -> None:
-    """Cancel the fetch once and wait until it has unwound, even if this task is cancelled again
-    meanwhile (grpc.aio may cancel a handler more than once): the fetch's cleanup hands its
-    connection back to the pool, and cut short there httpcore's pool keeps the slot for good.
-    A cancellation of this task is raised once the fetch is done, never swallowed."""
-    fetch.cancel()
-    interrupted = False
-    for _ in range(MAX_WAIT_ROUNDS):
-        if fetch.done():
-            break
-        try:
-            # wait() never raises the fetch's own outcome, only a cancellation of this task.
-            await asyncio.wait((fetch,))
-        except asyncio.CancelledError:
-            interrupted = True
-    if interrupted:
-        raise asyncio.CancelledError
+            await cancel_and_wait(pending)

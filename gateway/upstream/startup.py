@@ -18,12 +18,12 @@ The base URL's shape is checked with the settings (``gateway.config_checks``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
 from gateway import metrics
+from gateway.cancellation import cancel_and_wait
 from gateway.config import UpstreamSettings
 
 log = structlog.get_logger("gateway.upstream")
@@ -113,6 +113,4 @@ class UpstreamKeyWatch:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
