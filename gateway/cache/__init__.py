@@ -14,7 +14,6 @@ generation that has moved on is never served, in-process or in Redis, on every r
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -191,8 +190,7 @@ class ResponseCache:
     ) -> _Fetched:
         """Fetch under a context of its own (the leader's deadline and tenant), then store."""
         assert self.backend is not None
-        own = dataclasses.replace(leader, response_headers={}, upstream_calls=0,
-                                  upstream_status=None, upstream_request_id=None)
+        own = leader.flight_copy()
         try:
             message = await fetch(own)
         except Exception as exc:  # handed to every waiter by _Fetched.result()

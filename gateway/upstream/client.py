@@ -308,8 +308,12 @@ class UpstreamClient:
                                     fallback=response.aiter_bytes)
             return response.status_code, raw, headers
         finally:
-            # Always hand the connection back (or drop it), whatever interrupted the read.
-            await response.aclose()
+            # Always hand the connection back (or drop it), whatever interrupted the read. What
+            # ``response.aclose()`` does, without its per-call context manager (which only tags a
+            # RequestError with the request; ~3 % of the gateway's own work on a miss).
+            if not response.is_closed:
+                response.is_closed = True
+                await response.stream.aclose()  # type: ignore[union-attr]
 
     @staticmethod
     def _parse(status: int, raw: bytes | bytearray, headers: dict[str, str]) -> Any:

@@ -7,7 +7,8 @@ until SIGTERM. Kinds:
   ~1 KB ``Message`` (the one the gateway makes of the same upstream body);
 * ``grpc-echo-read``: the same answer from a stream-unary handler that reads its request with
   ``context.read()``, the shape the gateway's call admission (``gateway/rpc/admission.py``) gives
-  every unary method: what that shape costs by itself;
+  every unary method: what that shape costs by itself; ``grpc-echo-trailers``: that shape with
+  the three trailers every gateway answer carries (``x-gateway-request-id``, ``x-cache``, ``age``);
 * ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own upstream sender**
   (``gateway.upstream.http.UpstreamHTTP``, built as ``gateway/upstream/pool.py`` builds it, the
   request built per call as the gateway builds it: it follows any change of the gateway's
@@ -17,6 +18,8 @@ until SIGTERM. Kinds:
 * ``grpc-stream``: ``StreamMessages`` walking the upstream's pages with that sender (one GET per
   page, the cursor read from the parsed JSON) and answering each page prebuilt: the transport, the
   JSON parse and gRPC framing of the same pages, without JSON -> protobuf conversion;
+  ``grpc-stream-convert``: the same walk, each page converted with the gateway's own decoder
+  (``gateway.upstream.wire.message_page_from_json``), the work a stream cannot skip;
 * ``rest-echo``, ``rest-proxy-httpx``, ``rest-proxy-aiohttp``: a bare Starlette app on uvicorn
   (socket with ``TCP_NODELAY`` as the gateway's REST face binds it; ``--http`` the gateway's default
   parser) answering ``GET /v1/threads/{t}/messages/{m}`` with the same JSON, from memory or after
@@ -30,13 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import signal
 import socket
 from pathlib import Path
 from typing import Any
 
-GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-proxy-httpx", "grpc-proxy-transport",
-              "grpc-proxy-aiohttp", "grpc-stream")
+GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-proxy-httpx",
+              "grpc-proxy-transport", "grpc-proxy-aiohttp", "grpc-stream", "grpc-stream-convert")
 REST_KINDS = ("rest-echo", "rest-proxy-httpx", "rest-proxy-aiohttp")
 KINDS = GRPC_KINDS + REST_KINDS
 
@@ -145,17 +149,26 @@ async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
                     await context.abort(grpc.StatusCode.INTERNAL, str(exc)[:200])
                 if index >= len(prebuilt) or not page["data"]:
                     await context.abort(grpc.StatusCode.INTERNAL, "more pages than prebuilt")
-                yield prebuilt[index]
+                if kind == "grpc-stream-convert":
+                    converted = wire.message_page_from_json(page)
+                    converted.page_index = index
+                    converted.resume_after = converted.data[-1].id
+                    yield converted
+                else:
+                    yield prebuilt[index]
                 if not page["has_more"]:
                     return
                 after = page["data"][-1]["id"]
 
     async def read_then_answer(_requests: Any, context: Any) -> Any:
         pb.GetMessageRequest.FromString(await context.read())
+        if kind == "grpc-echo-trailers":
+            context.set_trailing_metadata((("x-gateway-request-id", f"{random.getrandbits(128):032x}"),
+                                           ("x-cache", "hit"), ("age", "0")))
         return reply
 
     server = grpc.aio.server()
-    if kind == "grpc-echo-read":
+    if kind in ("grpc-echo-read", "grpc-echo-trailers"):
         method = grpc.stream_unary_rpc_method_handler(
             read_then_answer, request_deserializer=None,
             response_serializer=pb.Message.SerializeToString)
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", default=defaults.event_loop, choices=tuple(LOOP_FACTORIES),
                         help="event loop; default: the gateway's")
     args = parser.parse_args(argv)
-    if args.kind not in ("grpc-echo", "grpc-echo-read", "rest-echo") and not args.upstream:
+    if args.kind not in ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "rest-echo") and not args.upstream:
         parser.error(f"{args.kind} needs --upstream")
     body = Path(args.body).read_bytes() if args.body else b""
     if args.kind in GRPC_KINDS:

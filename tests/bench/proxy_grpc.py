@@ -10,7 +10,7 @@ users see; labelled so). nginx direct is wrk's GET of the same message, the late
 
 Cases at 1 and 32 calls in flight (h2load ``-c 1 -m 1`` / ``-c 4 -m 8``): GetMessage miss (``cache-
 control: no-cache``: fetched fresh, stored), GetMessage hit, ListMessages page of 20 (``no-cache``),
-CreateMessage. Targets (issue 20): miss >= 0.45 x echo floor and >= 0.85 x the bare proxy on the
+CreateMessage. Targets: miss >= 0.45 x echo floor and >= 0.85 x the bare proxy on the
 gateway's sender at 32; hit >= 0.8 x echo floor at 32; a miss at 1 caller <= +1.0 ms p50 over nginx
 direct. ``python -m tests.bench.proxy_grpc`` runs it alone.
 """
@@ -46,6 +46,7 @@ SERVICE = "/messages_gateway.v1.MessagesService"
 NO_CACHE = {"cache-control": "no-cache"}
 ECHO = "floor: grpc.aio echo, 1 KB from memory"
 ECHO_READ = "floor: that echo as stream-unary + context.read() (admission's shape)"
+ECHO_TRAILERS = "floor: that shape + the three trailers every answer carries"
 PROXY = "floor: bare grpc.aio proxy, gateway's upstream sender"
 PROXY_TRANSPORT = "floor: bare grpc.aio proxy, one prebuilt request"
 PROXY_AIO = "floor: bare grpc.aio proxy, raw aiohttp"
@@ -129,6 +130,7 @@ async def run() -> list[dict[str, Any]]:
         is_message: Callable[[Any], bool] = lambda m: m.id == MESSAGE  # noqa: E731
         floors: dict[str, h.Target] = {}
         for case, kind in ((ECHO, "grpc-echo"), (ECHO_READ, "grpc-echo-read"),
+                           (ECHO_TRAILERS, "grpc-echo-trailers"),
                            (PROXY, "grpc-proxy-httpx"), (PROXY_TRANSPORT, "grpc-proxy-transport"),
                            (PROXY_AIO, "grpc-proxy-aiohttp")):
             proc, port = await h.start_floor(stack, kind, upstream=nginx.message_url, body=body)
@@ -167,6 +169,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
 
         add(ECHO, ECHO, "baseline", "itself")
         add(ECHO_READ, ECHO, "info: the gateway's handler shape alone", "echo floor")
+        add(ECHO_TRAILERS, ECHO, "info: the gRPC work of every gateway answer", "echo floor")
         add(PROXY, ECHO, "info: the bare proxy floor", "echo floor")
         add(PROXY_TRANSPORT, ECHO, "info: without building a request per call", "echo floor")
         add(PROXY_AIO, ECHO, "info: raw aiohttp reference", "echo floor")
@@ -181,6 +184,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
                     BENCHMARK, miss, c, s[miss], ratio=h.p50_delta(s[miss], s[NGINX]),
                     vs="nginx direct: +ms p50", target="<= 1.0"))
             add(hit, ECHO, ">= 0.8" if at32 else "info", "echo floor")
+            add(hit, ECHO_TRAILERS, "info: the hit's own work", "shape + trailers")
             add(targets[LIST].name, PROXY, "info: one upstream GET, 20 messages",
                 "bare proxy")
             add(targets[CREATE].name, PROXY, "info: one upstream POST", "bare proxy")

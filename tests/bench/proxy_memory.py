@@ -7,7 +7,7 @@ ListMessages 500 (``no-cache``), CreateMessage 250, REST GET hits 2,000 and miss
 hits, which are cheap, to keep the suite near a minute). Every call is checked as in the other proxy
 suites. The ids are fixed, so the response cache holds a handful of entries throughout: growth is
 the gateway's, not a cache filling up. RSS is ``VmRSS`` of ``/proc/<pid>/status`` after block 1 and
-after block 10. Target (issue 20): <= 1.10. ``python -m tests.bench.proxy_memory`` runs it alone.
+after block 10. Target: <= 1.10. ``python -m tests.bench.proxy_memory`` runs it alone.
 """
 
 from __future__ import annotations

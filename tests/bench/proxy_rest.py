@@ -9,8 +9,8 @@ direct. A second gateway on the upstream emulator shows what users see.
 
 Cases: ``GET .../messages/{id}`` miss (``Cache-Control: no-cache``) and hit, ``GET .../messages
 ?limit=20`` (``no-cache``), a GET with a new query string per request (a wrk Lua script: all
-misses, and the cache fills), ``POST .../messages`` (a wrk Lua script sends the body). Targets
-(issue 20): miss >= 0.85 x the bare Starlette proxy and >= 1,000 req/s at 32 connections;
+misses, and the cache fills), ``POST .../messages`` (a wrk Lua script sends the body). Targets:
+miss >= 0.85 x the bare Starlette proxy and >= 1,000 req/s at 32 connections;
 throughput at 32 connections >= at 1. ``python -m tests.bench.proxy_rest`` runs it alone.
 """
 

@@ -7,8 +7,9 @@ NDJSON endpoint, bounded by count (sized from the last run's rate) so that no st
 run ends. The floor is a bare grpc.aio stream of the same pages (``floors.py`` ``grpc-stream``): one
 upstream GET per page on the gateway's upstream sender, the page's JSON parsed for its cursor, the
 page answered prebuilt - the stack's transport, JSON and framing cost without JSON -> protobuf
-conversion. 1 and 32 streams at once; messages per second. Target (issue 20): the gateway's stream
->= 0.6 x the bare stream. A last row checks how the gateway records NDJSON streams their client cut
+conversion. A second floor (``grpc-stream-convert``) also converts each page with the gateway's own
+decoder: what is left between it and the gateway is the gateway's own work per stream. 1 and 32
+streams at once; messages per second. Target: the gateway's stream >= 0.6 x the bare stream. A last row checks how the gateway records NDJSON streams their client cut
 (it must be CANCELLED, nothing else). ``python -m tests.bench.proxy_stream`` runs it alone.
 """
 
@@ -39,6 +40,7 @@ from tests.bench.static_upstream import (
 
 BENCHMARK = "proxy_stream"
 FLOOR = "floor: bare grpc.aio stream of the same pages"
+CONVERT = "floor: that stream converting each page as the gateway does (JSON -> protobuf)"
 GRPC = "StreamMessages (gRPC)"
 REST = "messages:stream (REST NDJSON)"
 PAGES = STREAM_MESSAGES // STREAM_PAGE
@@ -113,6 +115,11 @@ async def run() -> list[dict[str, Any]]:
                                          pages=pages)
         floor = h.Target(FLOOR, "grpc", f"http://127.0.0.1:{port}{SERVICE}/StreamMessages", proc,
                          grpc_stream_probe(f"127.0.0.1:{port}"), frame, items=STREAM_MESSAGES)
+        proc, port = await h.start_floor(stack, "grpc-stream-convert", upstream=nginx.stream_url,
+                                         pages=pages)
+        convert = h.Target(CONVERT, "grpc", f"http://127.0.0.1:{port}{SERVICE}/StreamMessages",
+                           proc, grpc_stream_probe(f"127.0.0.1:{port}"), frame,
+                           items=STREAM_MESSAGES)
         per_arm: dict[str, tuple[h.Target, h.Target]] = {}
         for arm, env in h.arms().items():
             gw = await h.start_gateway(stack, nginx.base_url, arm, env)
@@ -129,7 +136,7 @@ async def run() -> list[dict[str, Any]]:
                          headers={"OpenAI-Beta": "assistants=v1"}, gateway=gw,
                          method="StreamMessages", upstream_per_call=PAGES, items=STREAM_MESSAGES),
             )
-        targets = [floor, *(t for pair in per_arm.values() for t in pair)]
+        targets = [floor, convert, *(t for pair in per_arm.values() for t in pair)]
         await h.prepare(targets)
         samples = await h.rounds(targets, seconds=STREAM_SECONDS)
         cut_rows = [await cut_streams(rest_target) for _, rest_target in per_arm.values()]
@@ -141,8 +148,10 @@ async def run() -> list[dict[str, Any]]:
                                     vs=vs, target=target))
 
         add(FLOOR, FLOOR, "baseline", "itself")
+        add(CONVERT, FLOOR, "info: the conversion's share", "bare stream")
         for grpc_target, rest_target in per_arm.values():
             add(grpc_target.name, FLOOR, ">= 0.6", "bare stream")
+            add(grpc_target.name, CONVERT, "info: the stream's own work", "converting stream")
             add(rest_target.name, grpc_target.name, "info: REST / gRPC", "gateway gRPC stream")
     return out + cut_rows
 

@@ -1,4 +1,4 @@
-"""Benchmark: server-streamed pagination (issue 8), every figure a ratio measured in this run.
+"""Benchmark: server-streamed pagination, every figure a ratio measured in this run.
 
 Three processes on loopback, as in gateway_unary: the emulator (``python -m gateway emulator``),
 the gateway (``python -m gateway serve``, logging at warning) and this one, the consumer. The
@@ -8,7 +8,7 @@ the gateway (``python -m gateway serve``, logging at warning) and this one, the 
 Timed figures run in interleaved rounds (the cases in a rotating order) and report medians: the
 machine may be shared and its background load drifts. Rows:
 
-* whole stream at 20 ms/page ÷ (pages × 20 ms) - issue 8's target. The same walk made directly
+* whole stream at 20 ms/page ÷ (pages × 20 ms) - the streaming target. The same walk made directly
   against the emulator (httpx on the gateway's transport, one cursor after the other) is reported
   next to it: no cursor walk can be faster than that, whatever the gateway does, so it shows how
   much of a miss is the upstream's own service time rather than the gateway's;

@@ -81,7 +81,7 @@ async def test_authenticate_failures_counted_per_address_not_per_port() -> None:
     with pytest.raises(ResourceExhausted) as caught:
         await auth.authenticate("Bearer nope", "ipv4:10.1.2.3:4", "read")
     assert caught.value.details.retry_after is not None
-    # ...but a valid key from it is not (issue 19, case 5: tests/security/test_auth_lockout.py).
+    # ...but a valid key from it is not (tests/security/test_auth_lockout.py).
     assert (await auth.authenticate(f"Bearer {key.secret}", "ipv4:10.1.2.3:5", "read")).consumer
     # Another address is unaffected.
     with pytest.raises(Unauthenticated):
