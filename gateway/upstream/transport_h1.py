@@ -1,33 +1,31 @@
 """An httpx transport on httptools' HTTP/1.1 response parser, one asyncio protocol per connection.
 
 httpx stays the interface, as with ``AiohttpTransport`` (transport.py): ``httpx.Request`` in,
-``httpx.Response`` out, errors httpx's. What this one leaves out is measured: an aiohttp GET
-costs ~0.2 ms of CPU per request on the bench machine, a keep-alive client on
-``httptools.HttpResponseParser`` (llhttp, the parser uvicorn uses; already a dependency) over an
-``asyncio`` protocol ~0.06 ms. The difference is aiohttp's per-request machinery the gateway
-never uses: a ``ClientRequest`` and ``ClientResponse`` with their URL, header and cookie
-handling, trace hooks, timer contexts, a payload writer and a ``StreamReader``. Here a request
-is one ``transport.write`` of the head httpx already built, and an answer the parser's
-callbacks filling one connection's state. So, and only so:
+``httpx.Response`` out, errors httpx's. What it leaves out is measured: an aiohttp GET costs
+~0.2 ms of CPU per request on the bench machine, a keep-alive client on
+``httptools.HttpResponseParser`` (llhttp, uvicorn's parser, already a dependency) over an
+asyncio protocol ~0.06 ms. The difference is aiohttp's per-request machinery the gateway never
+uses: ``ClientRequest``/``ClientResponse`` objects, URL, header and cookie handling, trace
+hooks, timer contexts, a payload writer, a ``StreamReader``. Here a request is one ``write`` of
+the head httpx built, an answer the parser's callbacks filling the connection's state. So:
 
-* a keep-alive pool per (scheme, host, port): idle connections reused last-in first-out, at most
-  ``max_connections`` open (more requests wait, bounded by the ``pool`` timeout), at most
-  ``max_keepalive_connections`` idle, none reused once idle for ``keepalive_expiry``, nor once
-  the server closed it or sent bytes nobody asked for;
-* the request goes as given: no header added, none reordered, no redirects, no cookies, no
+* a pool per (scheme, host, port): idle connections reused last-in first-out; at most
+  ``max_connections`` open (more requests wait, up to the ``pool`` timeout), at most
+  ``max_keepalive_connections`` idle; none reused once idle for ``keepalive_expiry``, closed by
+  the server, or sent bytes nobody asked for;
+* the request goes as built: no header added or reordered, no redirects, no cookies, no
   decompression (body.py decodes ``Content-Encoding`` and counts the decoded bytes);
-* a connection goes back to the pool only when its answer was read to the end and is
-  keep-alive; an early close or a cancellation at any await closes it;
-* reading pauses while more than ``HIGH_WATER`` body bytes wait unread, so a slow reader never
-  makes the gateway buffer a huge body; a response head larger than ``MAX_HEAD`` is refused;
-* timeouts: the caller bounds each whole exchange with ``asyncio.timeout``; the request's
-  ``connect`` timeout bounds the connect, its ``pool`` timeout the wait for a free connection.
+* a connection goes back only when its answer was read to the end and is keep-alive; an early
+  close or a cancellation at any await closes it;
+* reading pauses while more than ``HIGH_WATER`` body bytes wait unread (a slow reader never
+  makes the gateway buffer a huge body); a head above ``MAX_HEAD`` is refused;
+* timeouts: the caller bounds each exchange with ``asyncio.timeout``; the request's ``connect``
+  timeout bounds the connect, its ``pool`` timeout the wait for a connection.
 
-Errors: a refused or unresolvable connection (or a failed TLS handshake) is
-``httpx.ConnectError``, the request never left; a connection lost or closed before the whole
-answer arrived ``httpx.ReadError`` (the request may have reached the server); an answer that is
-not HTTP/1.1 ``httpx.RemoteProtocolError``. The original exception is the cause; no message
-quotes a request header.
+Errors: refused, unresolvable or a failed TLS handshake is ``httpx.ConnectError`` (the request
+never left); a connection lost before the whole answer ``httpx.ReadError`` (the request may have
+reached the server); an answer that is not HTTP/1.1 ``httpx.RemoteProtocolError``. The original
+exception is the cause; no message quotes a request header.
 """
 
 from __future__ import annotations
@@ -46,13 +44,14 @@ __all__ = ["H1Transport"]
 
 _HTTP11 = {"http_version": b"HTTP/1.1"}
 _PORTS = {b"http": 80, b"https": 443}
-#: Bytes read from the socket at a time (``get_buffer``), so one read never overshoots the
-#: flow-control bound by more than this.
-READ_SIZE = 64 * 1024
-#: Unread body bytes above which reading pauses; it resumes once half of them are read.
-HIGH_WATER = 64 * 1024
-#: The largest response head accepted (status line and headers).
-MAX_HEAD = 64 * 1024
+#: Bytes read at a time (one read overshoots the bound below by at most this); unread body
+#: bytes above which reading pauses (it resumes at half); the largest response head accepted.
+READ_SIZE = HIGH_WATER = MAX_HEAD = 64 * 1024
+
+
+def _done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -103,9 +102,7 @@ class _Connection(asyncio.BufferedProtocol):
             self.waiter = None
 
     def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _done(self.waiter)
 
     def _fail(self, error: httpx.TransportError, cause: BaseException | None) -> None:
         if self.error is None:
@@ -114,8 +111,6 @@ class _Connection(asyncio.BufferedProtocol):
         self.poisoned = True
         self.transport.abort()
         self._wake()
-
-    # asyncio.BufferedProtocol
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -149,20 +144,19 @@ class _Connection(asyncio.BufferedProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    def eof_received(self) -> None:
-        return None  # close the transport: connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.write_paused is not None and not self.write_paused.done():
-            self.write_paused.set_result(None)
+        _done(self.write_paused)
         if not self.active:
             if self.pool is not None:
                 self.pool._forget(self)  # noqa: SLF001
             return
         if self.error is None and not self.complete:
-            if self.head_done and self._until_close():
-                self.complete = True  # a body delimited by the end of the connection
+            if self.head_done and not any(  # a body delimited by the end of the connection
+                    n.lower() == b"content-length" or (n.lower() == b"transfer-encoding"
+                                                       and b"chunked" in v.lower())
+                    for n, v in self.headers):
+                self.complete = True
             else:
                 self._fail(httpx.ReadError(
                     "the upstream closed the connection before the answer was complete"), exc)
@@ -173,18 +167,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         paused, self.write_paused = self.write_paused, None
-        if paused is not None and not paused.done():
-            paused.set_result(None)
-
-    def _until_close(self) -> bool:
-        for name, value in self.headers:
-            name = name.lower()
-            if name == b"content-length" or (
-                    name == b"transfer-encoding" and b"chunked" in value.lower()):
-                return False
-        return True
-
-    # httptools callbacks
+        _done(paused)
 
     def on_message_begin(self) -> None:
         if self.complete:
@@ -274,13 +257,11 @@ class H1Transport(httpx.AsyncBaseTransport):
         self.idle_connections = 0
 
     @property
-    def requests_waiting(self) -> int:
-        """Requests waiting for a connection (``max_connections`` are in use)."""
+    def requests_waiting(self) -> int:  # for max_connections to free up
         return len(self._waiters)
 
     @property
-    def buffered_bytes(self) -> int:
-        """Body bytes received and not yet read, over every connection."""
+    def buffered_bytes(self) -> int:  # received and not yet read, over every connection
         return sum(c.buffered for c in self._active)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -319,12 +300,12 @@ class H1Transport(httpx.AsyncBaseTransport):
                 now = time.monotonic()
                 while idle:
                     conn = idle.pop()  # the most recently used
-                    self.idle_connections -= 1
                     if (conn.closed or conn.poisoned or conn.transport.is_closing()
                             or (self._expiry is not None
                                 and now - conn.idle_since > self._expiry)):
-                        self._drop(conn)
+                        self._drop(conn, idle=True)
                         continue
+                    self.idle_connections -= 1
                     self.connections_in_use += 1
                     self._active.add(conn)
                     return conn
@@ -389,8 +370,10 @@ class H1Transport(httpx.AsyncBaseTransport):
         else:
             self._drop(conn)
 
-    def _drop(self, conn: _Connection) -> None:
-        """Close a connection the pool no longer holds, and free its slot."""
+    def _drop(self, conn: _Connection, idle: bool = False) -> None:
+        """Close a connection the pool no longer holds (``idle``: taken out of the idle lists),
+        and free its slot."""
+        self.idle_connections -= idle
         conn.pool = None
         conn.transport.abort()  # close() would wait to flush a request the server never read
         self._open -= 1
@@ -401,13 +384,11 @@ class H1Transport(httpx.AsyncBaseTransport):
         idle = self._idle.get(conn.key, [])
         if conn in idle:
             idle.remove(conn)
-            self.idle_connections -= 1
-            self._drop(conn)
+            self._drop(conn, idle=True)
 
     def _evict_oldest(self) -> None:
         idle = min((c for c in self._idle.values() if c), key=lambda c: c[0].idle_since)
-        self.idle_connections -= 1
-        self._drop(idle.pop(0))
+        self._drop(idle.pop(0), idle=True)
 
     def _wake_one(self) -> None:
         while self._waiters:
@@ -422,8 +403,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         cutoff = time.monotonic() - (self._expiry or 0.0)
         for idle in self._idle.values():
             while idle and idle[0].idle_since <= cutoff:
-                self.idle_connections -= 1
-                self._drop(idle.pop(0))
+                self._drop(idle.pop(0), idle=True)
         if self.idle_connections and self._expiry is not None:
             self._sweep_handle = asyncio.get_running_loop().call_later(
                 self._expiry, self._sweep)
@@ -435,7 +415,6 @@ class H1Transport(httpx.AsyncBaseTransport):
             self._sweep_handle = None
         for idle in self._idle.values():
             while idle:
-                self.idle_connections -= 1
-                self._drop(idle.pop())
+                self._drop(idle.pop(), idle=True)
         for conn in list(self._active):
             conn.transport.abort()
