@@ -86,6 +86,8 @@ class _Connection(asyncio.BufferedProtocol):
         """Write the request; return once the answer's head is in."""
         self.active = True
         self._reset(head_request)
+        if self.closed or self.transport.is_closing():  # closed between connect and now
+            raise httpx.ReadError("the upstream closed the connection before the request")
         self.transport.write(head)
         if self.write_paused is not None:
             await self.write_paused
