@@ -14,7 +14,8 @@ the head httpx built, an answer the parser's callbacks filling the connection's 
   ``max_keepalive_connections`` idle; none reused once idle for ``keepalive_expiry``, closed by
   the server, or sent bytes nobody asked for;
 * the request goes as built: no header added or reordered, no redirects, no cookies, no
-  decompression (body.py decodes ``Content-Encoding`` and counts the decoded bytes);
+  decompression (body.py decodes ``Content-Encoding`` and counts the decoded bytes); an
+  idempotent one is sent once more when a kept-alive connection closes before any answer byte;
 * a connection goes back only when its answer was read to the end and is keep-alive; an early
   close or a cancellation at any await closes it;
 * reading pauses while more than ``HIGH_WATER`` body bytes wait unread (a slow reader never
@@ -44,6 +45,7 @@ __all__ = ["H1Transport"]
 
 _HTTP11 = {"http_version": b"HTTP/1.1"}
 _PORTS = {b"http": 80, b"https": 443}
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 #: Bytes read at a time (one read overshoots the bound below by at most this); unread body
 #: bytes above which reading pauses (it resumes at half); the largest response head accepted.
 READ_SIZE = HIGH_WATER = MAX_HEAD = 64 * 1024
@@ -66,7 +68,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.active = self.closed = self.poisoned = self.read_paused = False
         self.write_paused: asyncio.Future[None] | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.idle_since = 0.0
+        self.idle_since, self.exchanges = 0.0, 0
         self.chunks: deque[bytes] = deque()
         self._reset(False)
 
@@ -85,6 +87,7 @@ class _Connection(asyncio.BufferedProtocol):
     async def send(self, head: bytes, head_request: bool) -> None:
         """Write the request; return once the answer's head is in."""
         self.active = True
+        self.exchanges += 1
         self._reset(head_request)
         if self.closed or self.transport.is_closing():  # closed between connect and now
             raise httpx.ReadError("the upstream closed the connection before the request")
@@ -285,14 +288,24 @@ class H1Transport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             body = await request.aread()
         timeouts = request.extensions.get("timeout") or {}
-        conn = await self._acquire((url.raw_scheme, url.raw_host, url.port or port), timeouts)
-        try:
-            await conn.send(data + body if body else data, request.method == "HEAD")
-        except BaseException:
-            self._release(conn)
-            raise
-        return httpx.Response(conn.status, headers=conn.headers, stream=_Body(self, conn),
-                              request=request, extensions=_HTTP11)
+        key, retry = (url.raw_scheme, url.raw_host, url.port or port), request.method in _IDEMPOTENT
+        while True:
+            conn = await self._acquire(key, timeouts)
+            try:
+                await conn.send(data + body if body else data, request.method == "HEAD")
+            except httpx.ReadError:
+                self._release(conn)
+                # A kept-alive connection the server closed as the request arrived, not a byte
+                # of answer: an idempotent request goes once more (RFC 9112 9.3.1.1, as aiohttp).
+                if not (retry and conn.exchanges > 1 and not conn.head_bytes):
+                    raise
+                retry = False
+                continue
+            except BaseException:
+                self._release(conn)
+                raise
+            return httpx.Response(conn.status, headers=conn.headers, stream=_Body(self, conn),
+                                  request=request, extensions=_HTTP11)
 
     async def _acquire(self, key: tuple[bytes, bytes, int],
                        timeouts: dict[str, Any]) -> _Connection:

@@ -16,6 +16,7 @@ import aiohttp
 import httpx
 import pytest
 
+from gateway.upstream.outcomes import never_sent
 from gateway.upstream.transport import AiohttpTransport
 from gateway.upstream.transport_h1 import H1Transport
 
@@ -385,6 +386,7 @@ async def test_a_refused_connection_is_a_connect_error(transport: Transport) -> 
     cause = (aiohttp.ClientConnectorError if isinstance(transport, AiohttpTransport)
              else ConnectionRefusedError)
     assert isinstance(caught.value.__cause__, cause)
+    assert never_sent(caught.value)  # the retry policy may send even a create again
     assert SECRET not in str(caught.value) and SECRET not in repr(caught.value.__cause__)
     assert in_use(transport) == 0
 
@@ -422,8 +424,35 @@ async def test_a_server_that_closes_before_answering_is_a_read_error(
         transport: Transport) -> None:
     upstream = RawUpstream(lambda head: b"")
     async with upstream as base:
-        with pytest.raises(httpx.ReadError):
+        with pytest.raises(httpx.ReadError) as caught:
             await _get(transport, base + "/v1/x")
+    assert not never_sent(caught.value)  # it reached the server
+    assert in_use(transport) == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_kept_connection_closed_as_the_request_arrives(transport: Transport,
+                                                               method: str) -> None:
+    """The server takes the request on a reused connection and closes without a byte (its idle
+    timeout ran out as the request came): a GET goes once more, on a new connection; a POST may
+    have been acted on, so it fails, and not as "never sent"."""
+    answers = iter([ok(b"{}"), b"", ok(b"{}")])
+    upstream = RawUpstream(lambda head: next(answers))
+    async with upstream as base:
+        first = await transport.handle_async_request(httpx.Request(method, base + "/v1/x"))
+        await first.aread()
+        await first.aclose()
+        request = httpx.Request(method, base + "/v1/x")
+        if method == "GET":
+            response = await transport.handle_async_request(request)
+            assert await response.aread() == b"{}"
+            await response.aclose()
+        else:
+            with pytest.raises(httpx.TransportError) as caught:
+                await transport.handle_async_request(request)
+            assert not isinstance(caught.value, httpx.TimeoutException)
+            assert not never_sent(caught.value)
+    assert [c for c, _ in upstream.heads] == ([1, 1, 2] if method == "GET" else [1, 1])
     assert in_use(transport) == 0
 
 
