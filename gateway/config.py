@@ -102,7 +102,8 @@ class UpstreamSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Extra request headers consumers may pass through (lower-case names).
     allowed_extra_headers: tuple[str, ...] = ()
-    #: "aiohttp" (measured fastest, see docs/benchmarks.md) or "httpx" (httpcore's default transport).
+    #: "aiohttp" (measured fastest, see docs/benchmarks.md), "httptools" (the gateway's own
+    #: HTTP/1.1 client on httptools, gateway/upstream/transport_h1.py) or "httpx" (httpcore's).
     transport: str = "aiohttp"
 
     def resolve_api_key(self) -> str:

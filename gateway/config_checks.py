@@ -106,8 +106,8 @@ def check_all(settings: Settings) -> None:
         raise ConfigError("server.event_loop must be 'uvloop' or 'asyncio'")
     if settings.server.http_parser not in HTTP_PARSERS:
         raise ConfigError("server.http_parser must be 'httptools' or 'h11'")
-    if settings.upstream.transport not in {"aiohttp", "httpx"}:
-        raise ConfigError("upstream.transport must be 'aiohttp' or 'httpx'")
+    if settings.upstream.transport not in {"aiohttp", "httptools", "httpx"}:
+        raise ConfigError("upstream.transport must be 'aiohttp', 'httptools' or 'httpx'")
     for name in settings.upstream.allowed_extra_headers:
         if name.lower() in FORBIDDEN_EXTRA:
             raise ConfigError(f"upstream.allowed_extra_headers may not include {name!r}")

@@ -23,6 +23,7 @@ import httpx
 from gateway.config import UpstreamSettings
 from gateway.headers import UPSTREAM_BASE_HEADERS
 from gateway.upstream.transport import AiohttpTransport
+from gateway.upstream.transport_h1 import H1Transport
 
 __all__ = ["UpstreamHTTP", "UpstreamURLs", "build_transport"]
 
@@ -74,6 +75,8 @@ def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     )
     if settings.transport == "aiohttp":
         return AiohttpTransport(limits)
+    if settings.transport == "httptools":
+        return H1Transport(limits)
     return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 

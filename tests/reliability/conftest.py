@@ -30,6 +30,7 @@ from gateway.config import (
 )
 from gateway.emulator.server import EmulatorServer
 from gateway.upstream.transport import AiohttpTransport
+from gateway.upstream.transport_h1 import H1Transport
 from tests.conftest import EMULATOR_KEY
 
 #: Short backoffs and a quick circuit so the suite stays fast; the logic is the production one.
@@ -80,8 +81,10 @@ def rss_bytes() -> int:
 
 def pool_in_use(gateway: Gateway) -> int:
     """Upstream connections checked out of the gateway's pool, plus requests queued for one.
-    Neither transport says so publicly; these are the attributes each pool keeps it in."""
+    The httptools transport counts both; the others keep them in their pools' attributes."""
     transport = gateway.upstream._http.transport  # noqa: SLF001
+    if isinstance(transport, H1Transport):
+        return transport.connections_in_use + transport.requests_waiting
     if isinstance(transport, AiohttpTransport):
         session = transport._session  # noqa: SLF001
         return 0 if session is None else len(session.connector._acquired)  # noqa: SLF001

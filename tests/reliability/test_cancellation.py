@@ -185,8 +185,8 @@ async def no_pool_timeout_afterwards(h: Harness) -> None:
 #: 1.0.9 leaves a new connection CONNECTING/NEW for good when the cancel lands just after the
 #: pool assigned it (encode/httpcore#1093; measured 1-6 slots per 100-1,000 cancels on a loaded
 #: machine). It is stormed under `make stress` only, where it fails until that is fixed; CI runs
-#: the default transport (and tests/rpc/test_streaming.py cancels on both).
-TRANSPORTS = ("aiohttp", "httpx") if STRESS else ("aiohttp",)
+#: the default transport and the httptools one (tests/rpc/test_streaming.py cancels on all).
+TRANSPORTS = ("aiohttp", "httptools", "httpx") if STRESS else ("aiohttp", "httptools")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

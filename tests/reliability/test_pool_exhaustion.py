@@ -13,7 +13,7 @@ from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 a
 from tests.reliability.conftest import HarnessFactory, record_figure
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httptools", "httpx"])
 async def test_pool_exhaustion_5x_the_pool_refused_fast_then_full_success_again(
         make_harness: HarnessFactory, transport: str) -> None:
     """R5: five times the upstream pool's size in concurrent calls on a slow upstream, with

@@ -311,7 +311,7 @@ async def test_stream_deadline_mid_stream_is_deadline_exceeded_and_aborts_upstre
     assert await no_tasks_left(before) == []
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httptools", "httpx"])
 async def test_stream_cancels_under_pool_contention_leak_no_connection_slot(
     emulator, transport
 ) -> None:

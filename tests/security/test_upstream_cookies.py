@@ -60,7 +60,7 @@ class CookieUpstream:
             writer.close()
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httptools", "httpx"])
 async def test_no_upstream_cookie_reaches_a_later_request(
         emulator: EmulatorServer, tmp_path: Path, transport: str) -> None:
     seed = emulator.store.create_thread()

@@ -11,6 +11,7 @@ from gateway.config import UpstreamSettings
 from gateway.headers import UPSTREAM_BASE_HEADERS
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs, build_transport
 from gateway.upstream.transport import AiohttpTransport
+from gateway.upstream.transport_h1 import H1Transport
 
 
 def test_requests_carry_the_base_headers_the_call_headers_and_the_timeouts() -> None:
@@ -43,6 +44,7 @@ async def test_send_hands_the_request_to_the_transport_as_built() -> None:
 
 def test_the_transport_setting_picks_the_transport() -> None:
     assert isinstance(build_transport(UpstreamSettings()), AiohttpTransport)
+    assert isinstance(build_transport(UpstreamSettings(transport="httptools")), H1Transport)
     assert isinstance(build_transport(UpstreamSettings(transport="httpx")),
                       httpx.AsyncHTTPTransport)
 
