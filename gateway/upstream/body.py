@@ -1,7 +1,7 @@
 """Reading an upstream body within ``upstream.max_body_bytes``, decoded bytes counted.
 
-The gateway asks for ``gzip, deflate`` (headers.py) and aiohttp's own decompression is off
-(transport.py), so bodies are decoded here, in steps of ``DECODE_STEP`` output bytes: zlib's
+The gateway asks for ``gzip, deflate`` (headers.py) and its transports decompress nothing
+(transport_h1.py, transport.py), so bodies are decoded here, in steps of ``DECODE_STEP`` output bytes: zlib's
 ``max_length`` keeps the compressed rest for the next step. httpx's decoders inflate a whole
 received chunk at once, and one 64 KiB chunk of a gzip bomb is ~64 MiB: the cap was checked only
 after that allocation (a 1 MiB cap peaked at 141 MiB of heap for one call, and the inflating
