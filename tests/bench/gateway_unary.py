@@ -4,7 +4,7 @@ Three processes on loopback: the emulator (``python -m gateway emulator``), the 
 (``python -m gateway serve``) and this one, the load generator. Each figure is measured at 1 and 32
 concurrent callers, bounded in count and time:
 
-* direct: an httpx client on the gateway's own transport (httpx-aiohttp) sends the upstream GET to
+* direct: an httpx client on the gateway's default transport sends the upstream GET to
   the emulator and parses the JSON, as a service calling the upstream itself would (the baseline);
 * gateway: a grpc.aio client calls GetMessage on the gateway, which validates, makes that GET,
   converts the JSON to protobuf and answers.
@@ -54,7 +54,7 @@ CALL_TIMEOUT = 10.0
 GATEWAY_TARGET = ">= 0.25"
 #: A message body close to the 1 KB of the transport benchmark once the envelope is added.
 CONTENT = "benchmark message " * 40
-DIRECT = "direct GET to the emulator (httpx, aiohttp transport)"
+DIRECT = "direct GET to the emulator (httpx, the gateway's transport)"
 GATEWAY = "GetMessage through the gateway (grpc.aio)"
 TARGETS = {DIRECT: "baseline", GATEWAY: GATEWAY_TARGET}
 

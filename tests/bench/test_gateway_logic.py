@@ -1,0 +1,22 @@
+"""The in-process floor of the gateway's logic runs real calls and reports each case."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.bench import gateway_logic
+
+
+def test_gateway_logic_measures_successful_hits_and_misses(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setattr(gateway_logic, "CALLS", 20)
+    monkeypatch.setattr(gateway_logic, "ROUNDS", 2)
+    rows = asyncio.run(gateway_logic.run())
+    figures = {row["case"].split(":")[0]: row["cpu_us_per_call"] for row in rows}
+    assert set(figures) == {"GetMessage hit", "GetMessage miss (no-cache)",
+                            "the instant transport alone (its httpx.Response and body read)"}
+    assert all(value > 0 for value in figures.values())
+    # A miss does everything a hit does and the upstream exchange besides.
+    assert figures["GetMessage miss (no-cache)"] > figures["GetMessage hit"]
