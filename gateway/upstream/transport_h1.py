@@ -26,7 +26,8 @@ the head httpx built, an answer the parser's callbacks filling the connection's 
 Errors: refused, unresolvable or a failed TLS handshake is ``httpx.ConnectError`` (the request
 never left); a connection lost before the whole answer ``httpx.ReadError`` (the request may have
 reached the server); an answer that is not HTTP/1.1 ``httpx.RemoteProtocolError``. The original
-exception is the cause; no message quotes a request header.
+exception is the cause; no message quotes a request header. One connection and its body stream:
+h1_connection.py.
 """
 
 from __future__ import annotations
@@ -38,213 +39,15 @@ import time
 from collections import deque
 from typing import Any
 
-import httptools
 import httpx
+
+from gateway.upstream.h1_connection import READ_SIZE, Body, Connection
 
 __all__ = ["H1Transport"]
 
 _HTTP11 = {"http_version": b"HTTP/1.1"}
 _PORTS = {b"http": 80, b"https": 443}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-#: Bytes read at a time (one read overshoots the bound below by at most this); unread body
-#: bytes above which reading pauses (it resumes at half); the largest response head accepted.
-READ_SIZE = HIGH_WATER = MAX_HEAD = 64 * 1024
-
-
-def _done(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
-        future.set_result(None)
-
-
-class _Connection(asyncio.BufferedProtocol):
-    """One upstream connection: its socket, its parser and the state of the exchange on it."""
-
-    def __init__(self, pool: H1Transport | None, key: tuple[bytes, bytes, int],
-                 view: memoryview) -> None:
-        self.pool, self.key = pool, key
-        self.loop = asyncio.get_running_loop()
-        self.parser = httptools.HttpResponseParser(self)
-        #: The transport's one read buffer: the loop fills it and calls ``buffer_updated`` in one
-        #: step, and the parser copies what it keeps, so connections can share it (64 KiB each
-        #: otherwise: 6.4 MiB at the default 100 connections).
-        self.view = view
-        self.transport: Any = None
-        self.active = self.closed = self.poisoned = self.read_paused = False
-        self.write_paused: asyncio.Future[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.idle_since, self.exchanges = 0.0, 0
-        self.chunks: deque[bytes] = deque()
-        self._reset(False)
-
-    def _reset(self, head_request: bool) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.status = self.buffered = self.head_bytes = 0
-        self.head_done = self.complete = self.keep = self.interim = False
-        self.head_request = head_request
-        self.error: httpx.TransportError | None = None
-        self.chunks.clear()
-
-    def reusable(self) -> bool:
-        return (self.complete and self.keep and not self.chunks and self.error is None
-                and not self.poisoned and not self.closed and not self.transport.is_closing())
-
-    async def send(self, head: bytes, head_request: bool) -> None:
-        """Write the request; return once the answer's head is in."""
-        self.active = True
-        self.exchanges += 1
-        self._reset(head_request)
-        if self.closed or self.transport.is_closing():  # closed between connect and now
-            raise httpx.ReadError("the upstream closed the connection before the request")
-        self.transport.write(head)
-        if self.write_paused is not None:
-            await self.write_paused
-        while not self.head_done and self.error is None:
-            await self.wait()
-        if not self.head_done:
-            raise self.error  # type: ignore[misc]
-
-    async def wait(self) -> None:
-        self.waiter = waiter = self.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self.waiter = None
-
-    def _wake(self) -> None:
-        _done(self.waiter)
-
-    def _fail(self, error: httpx.TransportError, cause: BaseException | None) -> None:
-        if self.error is None:
-            error.__cause__ = cause
-            self.error = error
-        self.poisoned = True
-        self.transport.abort()
-        self._wake()
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if not self.active or self.poisoned:
-            # Bytes nobody asked for (on an idle connection, or past the answer): whatever they
-            # are, the next answer on this connection could not be told from them.
-            self.poisoned = True
-            if not self.active:
-                self.transport.close()
-            return
-        try:
-            self.parser.feed_data(self.view[:nbytes])
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self.complete:  # the answer is whole; what follows it is not one
-                self.poisoned = True
-            else:
-                self._fail(httpx.RemoteProtocolError(
-                    f"the upstream's answer is not valid HTTP/1.1 ({type(exc).__name__})"), exc)
-            return
-        if not self.head_done:
-            self.head_bytes += nbytes
-            if self.head_bytes > MAX_HEAD:
-                self._fail(httpx.RemoteProtocolError(
-                    f"the upstream's response head is larger than {MAX_HEAD} bytes"), None)
-        elif self.buffered > HIGH_WATER and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        _done(self.write_paused)
-        if not self.active:
-            if self.pool is not None:
-                self.pool._forget(self)  # noqa: SLF001
-            return
-        if self.error is None and not self.complete:
-            if self.head_done and not any(  # a body delimited by the end of the connection
-                    n.lower() == b"content-length" or (n.lower() == b"transfer-encoding"
-                                                       and b"chunked" in v.lower())
-                    for n, v in self.headers):
-                self.complete = True
-            else:
-                self._fail(httpx.ReadError(
-                    "the upstream closed the connection before the answer was complete"), exc)
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self.write_paused = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        paused, self.write_paused = self.write_paused, None
-        _done(paused)
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.poisoned = True  # a second answer to one request
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.head_done:
-            self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self.head_done:
-            return
-        status = self.parser.get_status_code()
-        if status < 200:  # an interim answer (100 Continue): the real one follows
-            self.headers, self.interim = [], True
-            return
-        self.status, self.head_done = status, True
-        if self.head_request:  # no body follows, whatever the headers say; not reused
-            self.complete = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        if not self.complete:
-            self.chunks.append(body)
-            self.buffered += len(body)
-            self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-        elif not self.complete:
-            self.keep = self.parser.should_keep_alive()
-            self.complete = True
-            self._wake()
-
-
-class _Body(httpx.AsyncByteStream):
-    """An answer's body as it arrives; closing it returns the connection to the pool when the
-    body was read to its end and the connection is keep-alive, and closes it otherwise."""
-
-    def __init__(self, pool: H1Transport, connection: _Connection) -> None:
-        self._pool: H1Transport | None = pool
-        self._connection = connection
-
-    def __aiter__(self) -> _Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        conn = self._connection
-        if self._pool is None:
-            raise StopAsyncIteration
-        while not conn.chunks:
-            if conn.error is not None:
-                raise conn.error
-            if conn.complete:
-                raise StopAsyncIteration
-            await conn.wait()
-        chunk = conn.chunks.popleft()
-        conn.buffered -= len(chunk)
-        if conn.read_paused and conn.buffered <= HIGH_WATER // 2:
-            conn.read_paused = False
-            conn.transport.resume_reading()
-        return chunk
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool._release(self._connection)  # noqa: SLF001
 
 
 class H1Transport(httpx.AsyncBaseTransport):
@@ -256,8 +59,8 @@ class H1Transport(httpx.AsyncBaseTransport):
         keepalive = limits.max_keepalive_connections
         self._max_idle = self._max if keepalive is None else keepalive
         self._expiry = limits.keepalive_expiry
-        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
-        self._active: set[_Connection] = set()
+        self._idle: dict[tuple[bytes, bytes, int], list[Connection]] = {}
+        self._active: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._open = 0  # connections open or being opened
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -309,11 +112,11 @@ class H1Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 self._release(conn)
                 raise
-            return httpx.Response(conn.status, headers=conn.headers, stream=_Body(self, conn),
+            return httpx.Response(conn.status, headers=conn.headers, stream=Body(self, conn),
                                   request=request, extensions=_HTTP11)
 
     async def _acquire(self, key: tuple[bytes, bytes, int],
-                       timeouts: dict[str, Any]) -> _Connection:
+                       timeouts: dict[str, Any]) -> Connection:
         while True:
             idle = self._idle.get(key)
             if idle:
@@ -358,7 +161,7 @@ class H1Transport(httpx.AsyncBaseTransport):
                     raise httpx.PoolTimeout("no upstream connection was free in time") from exc
                 raise
 
-    async def _connect(self, key: tuple[bytes, bytes, int], timeout: float | None) -> _Connection:
+    async def _connect(self, key: tuple[bytes, bytes, int], timeout: float | None) -> Connection:
         scheme, raw_host, port = key
         host = raw_host.decode("ascii")
         tls = self.ssl_context if scheme == b"https" else None
@@ -366,7 +169,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self, key, self._view), host, port, ssl=tls,
+                    lambda: Connection(self, key, self._view), host, port, ssl=tls,
                     server_hostname=host if tls is not None else None)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
@@ -374,7 +177,7 @@ class H1Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         return conn
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         """An exchange is over: keep its connection for the next, or close it."""
         self.connections_in_use -= 1
         self._active.discard(conn)
@@ -390,7 +193,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         else:
             self._drop(conn)
 
-    def _drop(self, conn: _Connection, idle: bool = False) -> None:
+    def _drop(self, conn: Connection, idle: bool = False) -> None:
         """Close a connection the pool no longer holds (``idle``: taken out of the idle lists),
         and free its slot."""
         self.idle_connections -= idle
@@ -399,7 +202,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         self._open -= 1
         self._wake_one()
 
-    def _forget(self, conn: _Connection) -> None:
+    def _forget(self, conn: Connection) -> None:
         """An idle connection the server closed (or sent unasked bytes on)."""
         idle = self._idle.get(conn.key, [])
         if conn in idle:
