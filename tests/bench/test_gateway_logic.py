@@ -13,6 +13,9 @@ def test_gateway_logic_measures_successful_hits_and_misses(monkeypatch: pytest.M
                                                             ) -> None:
     monkeypatch.setattr(gateway_logic, "CALLS", 20)
     monkeypatch.setattr(gateway_logic, "ROUNDS", 2)
+    # The suite sets the process's logging to warning, as the bench's servers run; here that
+    # would outlive the test (structlog's configuration is global) and hide later tests' lines.
+    monkeypatch.setattr("gateway.log.configure_logging", lambda *_args, **_kwargs: None)
     rows = asyncio.run(gateway_logic.run())
     figures = {row["case"].split(":")[0]: row["cpu_us_per_call"] for row in rows}
     assert set(figures) == {"GetMessage hit", "GetMessage miss (no-cache)",
