@@ -5,9 +5,9 @@ Candidates, each at 1 and 32 concurrent requests, bounded in count and time:
 
 * raw aiohttp (``ClientSession``): the baseline every ratio is measured against;
 * the gateway's own sender (``UpstreamHTTP``: an ``httpx.Request`` built per call and handed
-  straight to a transport, no ``AsyncClient`` in between) on its default transport, the
-  gateway's HTTP/1.1 client on httptools (``transport_h1.py``): what the gateway does;
-* the same sender on the gateway's aiohttp transport (``transport = "aiohttp"``);
+  straight to a transport, no ``AsyncClient`` in between) on the gateway's HTTP/1.1 client on
+  httptools (``transport = "httptools"``, ``transport_h1.py``);
+* the same sender on the gateway's aiohttp transport (``transport = "aiohttp"``, the default);
 * ``httpx.AsyncClient`` on that aiohttp transport: what httpx's client layers add;
 * httpx on its default transport (httpcore), built the same way (``transport = "httpx"``);
 * httpx's default transport with and without ``sniffio`` importable, each in a fresh child process
@@ -344,14 +344,14 @@ async def sniffio_comparison(url: str) -> dict[int, tuple[LoadResult, LoadResult
 # --------------------------------------------------------------------------- the suite
 
 BASELINE = "aiohttp ClientSession"
-GATEWAY_TRANSPORT = "gateway sender: httpx.Request on its httptools transport (default)"
-GATEWAY_AIOHTTP = "gateway sender on its aiohttp transport"
+GATEWAY_TRANSPORT = "gateway sender: httpx.Request on its httptools transport"
+GATEWAY_AIOHTTP = "gateway sender on its aiohttp transport (default)"
 ASYNC_CLIENT = "httpx.AsyncClient on the gateway's aiohttp transport"
 HTTPX_DEFAULT = "httpx default transport (httpcore)"
 SNIFFIO_PRESENT = "httpx default, sniffio installed (fresh process)"
 SNIFFIO_ABSENT = "httpx default, sniffio absent (fresh process)"
 TARGETS = {BASELINE: "baseline", GATEWAY_TRANSPORT: GATEWAY_TRANSPORT_TARGET,
-           GATEWAY_AIOHTTP: "info: the other transport", ASYNC_CLIENT: "info: httpx's client layers", HTTPX_DEFAULT: "info: the alternative"}
+           GATEWAY_AIOHTTP: "info: the default transport", ASYNC_CLIENT: "info: httpx's client layers", HTTPX_DEFAULT: "info: the alternative"}
 
 
 async def run() -> list[dict[str, Any]]:
@@ -363,7 +363,7 @@ async def run() -> list[dict[str, Any]]:
         print(f"  server: {server} at {url}")
         cases = {
             BASELINE: lambda: aiohttp_client(url),
-            GATEWAY_TRANSPORT: lambda: gateway_sender(url),
+            GATEWAY_TRANSPORT: lambda: gateway_sender(url, "httptools"),
             GATEWAY_AIOHTTP: lambda: gateway_sender(url, "aiohttp"),
             ASYNC_CLIENT: lambda: httpx_client(url, "aiohttp"),
             HTTPX_DEFAULT: lambda: httpx_client(url, "httpx"),
