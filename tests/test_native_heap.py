@@ -26,7 +26,7 @@ def test_in_use_follows_native_allocations() -> None:
     try:
         assert all(blocks)
         held = native_heap.in_use()
-        assert held is not None and held - before >= 40 * MIB
+        assert held is not None and held - before >= 38 * MIB  # 40 held, less what other threads freed
         # The gauge reads the same figure (give or take what other threads freed meanwhile).
         assert abs(_value() - held) < 4 * MIB
     finally:
