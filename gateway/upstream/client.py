@@ -32,6 +32,7 @@ from gateway.upstream.body import read_capped
 from gateway.upstream.circuit import CircuitBreaker, Circuits
 from gateway.upstream.http import UpstreamHTTP, UpstreamURLs
 from gateway.upstream.outcomes import (
+    as_text,
     is_real_timeout,
     key_rejected,
     loads,
@@ -52,7 +53,7 @@ log = structlog.get_logger(__name__)
 
 #: Seconds a read of the key file is trusted before the file is looked at again.
 KEY_FILE_RECHECK_SECONDS = 1.0
-#: Bodies from this size on are parsed in a loop step of their own. Measured (tests/reliability/
+#: Bodies from this size on are decoded and parsed in loop steps of their own. Measured (tests/reliability/
 #: test_loop_lag.py): a 15 MiB body's parse takes ~20-30 ms of CPU, and with the end of its read
 #: in the same step the loop was blocked 64 ms. A thread would not help: orjson and json hold
 #: the GIL while they parse, so the loop waits just the same (measured: 98 ms on the loop, 72 ms
@@ -258,10 +259,16 @@ class UpstreamClient:
                 return await self._attempt(ctx, method, url, content, extra_headers,
                                            breaker, operation=operation, key_retried=True)
         if 200 <= status < 300:
+            body: bytes | bytearray | str = raw
             if len(raw) >= YIELD_BEFORE_PARSE_BYTES:
-                await asyncio.sleep(0)  # the read's last step and the parse: two loop steps
+                # The read's last step, the decode and the parse: three loop steps, each
+                # touching at most one body's worth of new memory (outcomes.as_text).
+                await asyncio.sleep(0)
+                body = as_text(raw)
+                del raw
+                await asyncio.sleep(0)
             try:
-                return UpstreamResponse(status, self._parse(status, raw, resp_headers),
+                return UpstreamResponse(status, self._parse(status, body, resp_headers),
                                         resp_headers)
             except Internal as exc:
                 # A cut or garbled body is a transport accident as often as a bug: retry it.
@@ -317,7 +324,7 @@ class UpstreamClient:
                 await response.stream.aclose()  # type: ignore[union-attr]
 
     @staticmethod
-    def _parse(status: int, raw: bytes | bytearray, headers: dict[str, str]) -> Any:
+    def _parse(status: int, raw: bytes | bytearray | str, headers: dict[str, str]) -> Any:
         """A 2xx body as JSON; one that is not JSON is the upstream's fault."""
         try:
             return loads(raw)

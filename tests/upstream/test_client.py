@@ -18,7 +18,7 @@ from gateway.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from gateway.upstream.client import UpstreamClient
+from gateway.upstream.client import YIELD_BEFORE_PARSE_BYTES, UpstreamClient
 from gateway.upstream.retry import parse_retry_after
 
 CANARY = "sk-canary-0123456789abcdef"
@@ -108,6 +108,39 @@ async def test_status_maps_to_one_error_class(call, status: int, error: type) ->
         assert "quoted" not in raised.value.message  # the upstream may echo part of our key
     if status == 400:
         assert raised.value.details.field_violations[0].field == "limit"
+
+
+LARGE = YIELD_BEFORE_PARSE_BYTES + 1
+
+
+def large_body(prefix: str = "", encoding: str = "utf-8") -> bytes:
+    """A body past the size that is decoded and parsed in steps of its own."""
+    document = json.dumps({"padding": "é" * LARGE, "n": 2 ** 70, "nan": float("nan")})
+    return (prefix + document).encode(encoding)
+
+
+@pytest.mark.parametrize(("content", "encoding"), [
+    (large_body(), "utf-8"), (large_body("\ufeff"), "utf-8 with a BOM"),
+    (large_body(encoding="utf-16"), "utf-16"),
+])
+async def test_a_large_body_parses_to_what_a_small_one_would(call, content: bytes,
+                                                             encoding: str) -> None:
+    """Decoded in a step of its own and parsed as text: the same values ``json.loads`` of the
+    bytes gives (an integer past 64 bits stays one, NaN is taken), whatever the encoding."""
+    client = client_for(lambda r: httpx.Response(200, content=content))
+    body = (await client.request(call, "GET", ["threads", "t"])).body
+    await client.aclose()
+    assert body["padding"] == "é" * LARGE and body["n"] == 2 ** 70, encoding
+    assert body["nan"] != body["nan"]
+
+
+async def test_a_large_body_that_is_not_json_is_internal(call) -> None:
+    content = b'{"padding": "' + b"x" * LARGE + b'", oops}'
+    client = client_for(lambda r: httpx.Response(200, content=content))
+    with pytest.raises(Internal) as raised:
+        await client.request(call, "GET", ["threads", "t"])
+    await client.aclose()
+    assert raised.value.details.reason == "UPSTREAM_INVALID_RESPONSE"
 
 
 async def test_unparseable_success_body_is_internal(call) -> None:
