@@ -66,6 +66,22 @@ async def test_sampler_a_stall_without_cpu_shows_as_lag_only() -> None:
         await sampler.stop()
 
 
+async def test_sampler_counts_the_pages_a_step_touches_for_the_first_time() -> None:
+    """A step that writes 16 MiB of new memory takes ~4,096 page faults (each one CPU time on
+    a VM); the sampler reports them next to the lag."""
+    sampler = LoopLagSampler(0.005)
+    sampler.start()
+    try:
+        await _samples(sampler, 3)
+        quiet = sampler.take_worst().page_faults
+        block = b"x" * (16 << 20)  # written, so every page is touched (mmap'd: new pages)
+        del block
+        await _samples(sampler, sampler.samples + 2)
+        assert sampler.take_worst().page_faults >= 4000 > quiet
+    finally:
+        await sampler.stop()
+
+
 async def test_sampler_take_worst_starts_again_and_observes_the_histogram() -> None:
     before = _lag_count()
     sampler = LoopLagSampler(0.005)
