@@ -17,6 +17,7 @@ from gateway.credentials.authenticator import Authenticator
 from gateway.credentials.limits import Limits, LocalLimits, RedisLimits
 from gateway.credentials.reloader import Reloader
 from gateway.headers import FORBIDDEN_EXTRA
+from gateway import native_heap
 from gateway.loop_lag import LoopLagSampler
 from gateway.metrics import EVENT_LOOP_TASKS
 from gateway.metrics_server import MetricsServer, Readiness
@@ -155,6 +156,8 @@ async def start_gateway(settings: Settings, *,
     ``span_exporter``: where spans go instead of OTLP (tests); it turns tracing on."""
     check_base_urls(settings)  # settings built in code skip load_settings' checks
     loop = asyncio.get_running_loop()
+    if settings.server.keep_freed_heap_bytes:
+        native_heap.keep_freed(settings.server.keep_freed_heap_bytes)
     EVENT_LOOP_TASKS.set_function(lambda: len(asyncio.all_tasks(loop)))
     ownership = build_ownership(settings.auth)  # before anything that needs closing
     tracing = build_tracing(settings.tracing, span_exporter)  # refuses a missing exporter

@@ -72,6 +72,10 @@ class ServerSettings:
     event_loop: str = "uvloop"
     #: REST face's HTTP/1.1 parser: "httptools" (measured faster, docs/benchmarks.md) or "h11".
     http_parser: str = "httptools"
+    #: Freed heap the process keeps for reuse (glibc): large bodies then reuse the last one's
+    #: pages instead of faulting in new ones on the loop (gateway/native_heap.py); 0 = glibc's
+    #: own policy.
+    keep_freed_heap_bytes: int = 64 * 1024 * 1024
     #: Proxies (IP addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the HTTP
     #: face believes; empty = none (the client address is the TCP peer's).
     trusted_proxies: tuple[str, ...] = ()

@@ -127,7 +127,9 @@ def check_all(settings: Settings) -> None:
     }
     require_positive(positive)
     require_positive({"server.max_connection_age_seconds":
-                      settings.server.max_connection_age_seconds}, allow_zero=True)
+                      settings.server.max_connection_age_seconds,
+                      "server.keep_freed_heap_bytes": settings.server.keep_freed_heap_bytes},
+                     allow_zero=True)
     require_positive({"server.max_connection_age_grace_seconds":
                       settings.server.max_connection_age_grace_seconds})
     for proxy in settings.server.trusted_proxies:
