@@ -106,10 +106,10 @@ class UpstreamSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Extra request headers consumers may pass through (lower-case names).
     allowed_extra_headers: tuple[str, ...] = ()
-    #: "aiohttp" (the gateway's own transport over an aiohttp session), "httptools" (its own
-    #: HTTP/1.1 client on httptools' parser, gateway/upstream/transport_h1.py: measured cheaper
-    #: per request, not the default yet, docs/benchmarks.md) or "httpx" (httpcore's).
-    transport: str = "aiohttp"
+    #: "httptools" (the gateway's own HTTP/1.1 keep-alive client on httptools' parser,
+    #: gateway/upstream/transport_h1.py: measured cheapest per request, docs/benchmarks.md),
+    #: "aiohttp" (its own transport over an aiohttp session) or "httpx" (httpcore's).
+    transport: str = "httptools"
 
     def resolve_api_key(self) -> str:
         """The upstream key, read now: a rotated key file is picked up by the next call."""

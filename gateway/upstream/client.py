@@ -2,9 +2,9 @@
 
 One sender per process (``gateway.upstream.http.UpstreamHTTP``), opened at start-up and closed
 at shutdown. httpx is the interface (its ``Request``/``Response`` types and ``MockTransport``
-serve the tests); the transport under it is the gateway's own, over aiohttp by default
-(gateway/upstream/transport.py), or its HTTP/1.1 client on httptools (transport_h1.py), measured
-cheaper per request (docs/benchmarks.md).
+serve the tests); the transport under it is the gateway's own: by default its HTTP/1.1 client on
+httptools (transport_h1.py), measured cheapest per request (docs/benchmarks.md), or its transport
+over aiohttp (transport.py).
 
 Every exchange, body included, runs inside ``asyncio.timeout(remaining deadline)``: httpx's own
 read timeout applies per chunk, so a slowly dripping body would otherwise never time out.

@@ -6,8 +6,8 @@ Candidates, each at 1 and 32 concurrent requests, bounded in count and time:
 * raw aiohttp (``ClientSession``): the baseline every ratio is measured against;
 * the gateway's own sender (``UpstreamHTTP``: an ``httpx.Request`` built per call and handed
   straight to a transport, no ``AsyncClient`` in between) on the gateway's HTTP/1.1 client on
-  httptools (``transport = "httptools"``, ``transport_h1.py``);
-* the same sender on the gateway's aiohttp transport (``transport = "aiohttp"``, the default);
+  httptools (``transport = "httptools"``, ``transport_h1.py``, the default);
+* the same sender on the gateway's aiohttp transport (``transport = "aiohttp"``);
 * ``httpx.AsyncClient`` on that aiohttp transport: what httpx's client layers add;
 * httpx on its default transport (httpcore), built the same way (``transport = "httpx"``);
 * httpx's default transport with and without ``sniffio`` importable, each in a fresh child process
@@ -344,8 +344,8 @@ async def sniffio_comparison(url: str) -> dict[int, tuple[LoadResult, LoadResult
 # --------------------------------------------------------------------------- the suite
 
 BASELINE = "aiohttp ClientSession"
-GATEWAY_TRANSPORT = "gateway sender: httpx.Request on its httptools transport"
-GATEWAY_AIOHTTP = "gateway sender on its aiohttp transport (default)"
+GATEWAY_TRANSPORT = "gateway sender: httpx.Request on its httptools transport (default)"
+GATEWAY_AIOHTTP = "gateway sender on its aiohttp transport"
 ASYNC_CLIENT = "httpx.AsyncClient on the gateway's aiohttp transport"
 HTTPX_DEFAULT = "httpx default transport (httpcore)"
 SNIFFIO_PRESENT = "httpx default, sniffio installed (fresh process)"

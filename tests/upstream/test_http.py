@@ -43,8 +43,8 @@ async def test_send_hands_the_request_to_the_transport_as_built() -> None:
 
 
 def test_the_transport_setting_picks_the_transport() -> None:
-    assert isinstance(build_transport(UpstreamSettings()), AiohttpTransport)
-    assert isinstance(build_transport(UpstreamSettings(transport="httptools")), H1Transport)
+    assert isinstance(build_transport(UpstreamSettings()), H1Transport)
+    assert isinstance(build_transport(UpstreamSettings(transport="aiohttp")), AiohttpTransport)
     assert isinstance(build_transport(UpstreamSettings(transport="httpx")),
                       httpx.AsyncHTTPTransport)
 
