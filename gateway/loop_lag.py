@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import time
 from dataclasses import dataclass
 
 from gateway import metrics
