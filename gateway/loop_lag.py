@@ -11,9 +11,9 @@ all (a CPU-starved container). ``cpu_backed`` is the part of a wake-up's latenes
 thread spent on the CPU, i.e. its own work: the tests bound that one (tests/test_loop_lag.py,
 tests/reliability/test_loop_lag.py), since a machine shared with other work delays the process
 as a whole. ``page_faults`` is how many pages the loop's thread touched for the first time
-meanwhile: on a VM each is a fault the thread pays for on the CPU (~2 µs warm, 10-20 µs when the
-host backs the guest's memory anew), so a step that allocates tens of MiB at once is slow by
-that alone.
+meanwhile: on a VM each is a fault the thread pays for on the CPU (measured ~2.7 µs on memory
+used before, ~10 µs on memory new since boot, 10-13 µs in a large fragmented process), so a
+step that allocates tens of MiB at once is slow by that alone.
 """
 
 from __future__ import annotations
