@@ -13,7 +13,8 @@ tests/reliability/test_loop_lag.py), since a machine shared with other work dela
 as a whole. ``page_faults`` is how many pages the loop's thread touched for the first time
 meanwhile: on a VM each is a fault the thread pays for on the CPU (measured ~2.7 µs on memory
 used before, ~10 µs on memory new since boot, 10-13 µs in a large fragmented process), so a
-step that allocates tens of MiB at once is slow by that alone.
+step that allocates tens of MiB at once is slow by that alone. ``cpu_user`` is the user-mode
+part of that CPU: the loop's own code, without the kernel's work for it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,16 @@ class LagSample:
     cpu_backed: float = 0.0
     #: The most minor page faults the loop thread took in one wake-up's interval.
     page_faults: int = 0
+    #: The most of a wake-up's lateness the loop thread spent running in user mode: its own
+    #: code, without the kernel's work for it (backing new pages, freeing them).
+    cpu_user: float = 0.0
 
 
-def _thread_usage() -> tuple[float, int]:
-    """The calling thread's CPU seconds and minor page faults so far (one system call)."""
+def _thread_usage() -> tuple[float, float, int]:
+    """The calling thread's user and system CPU seconds and minor page faults so far (one
+    system call)."""
     usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
 
 
 class LoopLagSampler:
@@ -83,19 +88,24 @@ class LoopLagSampler:
         interval = self.interval
         histogram = metrics.EVENT_LOOP_LAG
         while True:
-            started, (cpu_started, faults_started) = loop.time(), _thread_usage()
+            started, (user_started, system_started, faults_started) = (loop.time(),
+                                                                       _thread_usage())
             await asyncio.sleep(interval)
             lag = max(0.0, loop.time() - started - interval)
             # The loop thread's CPU time during the sleep, capped at the lateness, bounds how much
             # of the lateness was its own work rather than the process not being scheduled.
-            cpu, faults = _thread_usage()
-            sample = LagSample(lag, min(lag, cpu - cpu_started), faults - faults_started)
+            user, system, faults = _thread_usage()
+            user -= user_started
+            sample = LagSample(lag, min(lag, user + system - system_started),
+                               faults - faults_started, min(lag, user))
             self.samples += 1
             if self._observe:
                 histogram.observe(lag)
             worst = self._worst
             if (sample.lag > worst.lag or sample.cpu_backed > worst.cpu_backed
-                    or sample.page_faults > worst.page_faults):
+                    or sample.page_faults > worst.page_faults
+                    or sample.cpu_user > worst.cpu_user):
                 self._worst = LagSample(max(lag, worst.lag),
                                         max(sample.cpu_backed, worst.cpu_backed),
-                                        max(sample.page_faults, worst.page_faults))
+                                        max(sample.page_faults, worst.page_faults),
+                                        max(sample.cpu_user, worst.cpu_user))

@@ -24,8 +24,8 @@ def _spin_cpu(seconds: float) -> None:
     """Block the loop with CPU work: until this thread has used ``seconds`` of CPU (a loaded
     machine may stretch the wall time, never the CPU time)."""
     start = time.thread_time()
-    while time.thread_time() - start < seconds:
-        pass
+    while time.thread_time() - start < seconds:  # reading the clock is a system call: rarely
+        sum(range(10_000))
 
 
 async def _samples(sampler: LoopLagSampler, count: int, timeout: float = 5.0) -> None:
@@ -46,6 +46,7 @@ async def test_sampler_a_cpu_bound_block_shows_as_lag_backed_by_cpu() -> None:
         worst = sampler.take_worst()
         assert worst.lag >= 0.11
         assert worst.cpu_backed >= 0.1  # the loop's own work, not the machine's
+        assert worst.cpu_user >= 0.1  # in user mode: its own code
     finally:
         await sampler.stop()
 
@@ -79,7 +80,10 @@ async def test_sampler_counts_the_pages_a_step_touches_for_the_first_time() -> N
             for offset in range(0, len(block), mmap.PAGESIZE):
                 block[offset] = 1
         await _samples(sampler, sampler.samples + 2)
-        assert sampler.take_worst().page_faults >= 4000 > quiet
+        worst = sampler.take_worst()
+        assert worst.page_faults >= 4000 > quiet
+        # The faults are the kernel's time: the step's CPU is more than its user-mode part.
+        assert worst.cpu_user < worst.cpu_backed
     finally:
         await sampler.stop()
 

