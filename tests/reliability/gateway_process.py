@@ -6,6 +6,7 @@ can count the call records the drain wrote (a call's record is written in the pi
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -38,9 +39,13 @@ class GatewayProcess:
         self.env = {**os.environ, "GATEWAY_SERVER_GRPC_LISTEN": f"127.0.0.1:{self.port}",
                     "GATEWAY_UPSTREAM_BASE_URL": emulator.base_url,
                     "GATEWAY_UPSTREAM_API_KEY": EMULATOR_KEY, "GATEWAY_LOGGING_FORMAT": "json",
+                    # A crash in native code (exit -11) prints the Python stacks to stderr.
+                    "PYTHONFAULTHANDLER": "1",
                     **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()}}
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
+        #: Its last stderr lines that are not JSON log lines (a traceback, a fault's stacks).
+        self.other_stderr: collections.deque[str] = collections.deque(maxlen=60)
         self._reader: asyncio.Task[None] | None = None
 
     @property
@@ -58,7 +63,10 @@ class GatewayProcess:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.returncode is not None:
-                    raise AssertionError(f"gateway exited {self.proc.returncode} at start")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(self._reader), 5)
+                    raise AssertionError(f"gateway exited {self.proc.returncode} at start; its "
+                                         "stderr ends:\n" + "".join(self.other_stderr))
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -69,8 +77,10 @@ class GatewayProcess:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
         while line := await proc.stderr.readline():
-            with contextlib.suppress(ValueError):
+            try:
                 self.lines.append(json.loads(line))
+            except ValueError:
+                self.other_stderr.append(line.decode(errors="replace"))
 
     def send(self, sig: signal.Signals) -> None:
         assert self.proc is not None
