@@ -9,6 +9,10 @@ until SIGTERM. Kinds:
   ``context.read()``, the shape the gateway's call admission (``gateway/rpc/admission.py``) gives
   every unary method: what that shape costs by itself; ``grpc-echo-trailers``: that shape with
   the three trailers every gateway answer carries (``x-gateway-request-id``, ``x-cache``, ``age``);
+* ``grpc-gateway-shell``: the gateway's own gRPC server (``gateway.rpc.server.GrpcServer``: call
+  admission, face, call pipeline with its log, audit and metrics; auth off, logging at
+  ``warning``) over operations that all answer the prebuilt message at once, marked as a cache hit
+  is: everything of a cached ``GetMessage`` but the operation (validation, cache look-up);
 * ``grpc-proxy-httpx``: the echo, after one upstream GET on the **gateway's own upstream sender**
   (``gateway.upstream.http.UpstreamHTTP``, built as ``gateway/upstream/pool.py`` builds it, the
   request built per call as the gateway builds it: it follows any change of the gateway's
@@ -39,7 +43,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-proxy-httpx",
+GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-gateway-shell",
+              "grpc-proxy-httpx",
               "grpc-proxy-transport", "grpc-proxy-aiohttp", "grpc-stream", "grpc-stream-convert")
 REST_KINDS = ("rest-echo", "rest-proxy-httpx", "rest-proxy-aiohttp")
 KINDS = GRPC_KINDS + REST_KINDS
@@ -111,6 +116,49 @@ async def _until_terminated() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+class _ConstantOperations:
+    """Every operation of both services answers ``reply`` at once, as a cache hit marks it."""
+
+    allowed_headers: tuple[str, ...] = ()
+
+    def __init__(self, reply: Any) -> None:
+        from gateway.operations.ownership import Ownership
+
+        self.ownership = Ownership("open")
+        self._reply = reply
+
+    def __getattr__(self, name: str) -> Any:
+        reply = self._reply
+
+        async def answer(_request: Any, ctx: Any) -> Any:
+            ctx.cache = "hit"
+            ctx.response_headers.update({"x-cache": "hit", "age": "0"})
+            return reply
+        return answer
+
+
+async def serve_gateway_shell(port: int, body: bytes) -> None:
+    import dataclasses
+
+    import orjson
+
+    from gateway.config import Settings
+    from gateway.log import configure_logging
+    from gateway.rpc.server import GrpcServer
+    from gateway.upstream import wire
+
+    settings = Settings()
+    configure_logging(dataclasses.replace(settings.logging, level="warning"))
+    server = GrpcServer(settings.server, _ConstantOperations(  # type: ignore[arg-type]
+        wire.message_from_json(orjson.loads(body))))
+    await server.start(f"127.0.0.1:{port}")
+    try:
+        await _until_terminated()
+    finally:
+        await server.server.stop(0)
+        await server.admission.close()
 
 
 async def serve_grpc(kind: str, port: int, upstream: str, body: bytes,
@@ -237,10 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", default=defaults.event_loop, choices=tuple(LOOP_FACTORIES),
                         help="event loop; default: the gateway's")
     args = parser.parse_args(argv)
-    if args.kind not in ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "rest-echo") and not args.upstream:
+    if args.kind not in ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-gateway-shell",
+                         "rest-echo") and not args.upstream:
         parser.error(f"{args.kind} needs --upstream")
     body = Path(args.body).read_bytes() if args.body else b""
-    if args.kind in GRPC_KINDS:
+    if args.kind == "grpc-gateway-shell":
+        coro = serve_gateway_shell(args.port, body)
+    elif args.kind in GRPC_KINDS:
         coro = serve_grpc(args.kind, args.port, args.upstream, body,
                           [Path(p).read_bytes() for p in args.pages])
     else:

@@ -3,7 +3,9 @@
 Upstream: nginx serving static v1 bodies (``static_upstream``), so the figure is the gateway's own
 cost. Servers, each its own process: the gateway (``python -m gateway serve``, one per arm, see
 ``proxy_harness.ARMS``), a bare grpc.aio echo answering the ~1 KB message from memory (and the same
-echo in the stream-unary shape the gateway's call admission uses), a bare grpc.aio proxy making one
+echo in the stream-unary shape the gateway's call admission uses), the gateway's own server, call
+admission, face and pipeline over operations that answer at once (the "shell": a hit without its
+operation, ``floors.py grpc-gateway-shell``), a bare grpc.aio proxy making one
 upstream GET per call on the gateway's upstream sender (and with one request built once), the same
 on raw aiohttp, and a second gateway on the upstream emulator (``python -m gateway emulator``, what
 users see; labelled so). nginx direct is wrk's GET of the same message, the latency reference.
@@ -47,6 +49,7 @@ NO_CACHE = {"cache-control": "no-cache"}
 ECHO = "floor: grpc.aio echo, 1 KB from memory"
 ECHO_READ = "floor: that echo as stream-unary + context.read() (admission's shape)"
 ECHO_TRAILERS = "floor: that shape + the three trailers every answer carries"
+SHELL = "floor: the gateway's server, admission, face and pipeline; operations answer at once"
 PROXY = "floor: bare grpc.aio proxy, gateway's upstream sender"
 PROXY_TRANSPORT = "floor: bare grpc.aio proxy, one prebuilt request"
 PROXY_AIO = "floor: bare grpc.aio proxy, raw aiohttp"
@@ -130,7 +133,7 @@ async def run() -> list[dict[str, Any]]:
         is_message: Callable[[Any], bool] = lambda m: m.id == MESSAGE  # noqa: E731
         floors: dict[str, h.Target] = {}
         for case, kind in ((ECHO, "grpc-echo"), (ECHO_READ, "grpc-echo-read"),
-                           (ECHO_TRAILERS, "grpc-echo-trailers"),
+                           (ECHO_TRAILERS, "grpc-echo-trailers"), (SHELL, "grpc-gateway-shell"),
                            (PROXY, "grpc-proxy-httpx"), (PROXY_TRANSPORT, "grpc-proxy-transport"),
                            (PROXY_AIO, "grpc-proxy-aiohttp")):
             proc, port = await h.start_floor(stack, kind, upstream=nginx.message_url, body=body)
@@ -170,6 +173,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
         add(ECHO, ECHO, "baseline", "itself")
         add(ECHO_READ, ECHO, "info: the gateway's handler shape alone", "echo floor")
         add(ECHO_TRAILERS, ECHO, "info: the gRPC work of every gateway answer", "echo floor")
+        add(SHELL, ECHO, "info: a hit without its operation", "echo floor")
         add(PROXY, ECHO, "info: the bare proxy floor", "echo floor")
         add(PROXY_TRANSPORT, ECHO, "info: without building a request per call", "echo floor")
         add(PROXY_AIO, ECHO, "info: raw aiohttp reference", "echo floor")
@@ -185,6 +189,7 @@ def rows(samples: dict[h.Key, list[h.Sample]], floors: dict[str, h.Target],
                     vs="nginx direct: +ms p50", target="<= 1.0"))
             add(hit, ECHO, ">= 0.8" if at32 else "info", "echo floor")
             add(hit, ECHO_TRAILERS, "info: the hit's own work", "shape + trailers")
+            add(hit, SHELL, "info: the operation (validation, cache look-up)", "gateway shell")
             add(targets[LIST].name, PROXY, "info: one upstream GET, 20 messages",
                 "bare proxy")
             add(targets[CREATE].name, PROXY, "info: one upstream POST", "bare proxy")

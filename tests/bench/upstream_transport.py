@@ -351,7 +351,8 @@ HTTPX_DEFAULT = "httpx default transport (httpcore)"
 SNIFFIO_PRESENT = "httpx default, sniffio installed (fresh process)"
 SNIFFIO_ABSENT = "httpx default, sniffio absent (fresh process)"
 TARGETS = {BASELINE: "baseline", GATEWAY_TRANSPORT: GATEWAY_TRANSPORT_TARGET,
-           GATEWAY_AIOHTTP: "info: the default transport", ASYNC_CLIENT: "info: httpx's client layers", HTTPX_DEFAULT: "info: the alternative"}
+           GATEWAY_AIOHTTP: "info: the other transport", ASYNC_CLIENT: "info: httpx's client layers",
+           HTTPX_DEFAULT: "info: the alternative"}
 
 
 async def run() -> list[dict[str, Any]]:
