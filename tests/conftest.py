@@ -7,7 +7,14 @@ import gc
 import os
 from collections.abc import AsyncIterator, Iterator
 
-import grpc
+# Before grpc is imported: grpc core's fork handlers, run in a child that this process forks while
+# its own gRPC threads are busy, crashed that child before it could exec (a gateway "exited -11 at
+# start" with nothing on its stderr, 2 runs in 22 of tests/reliability/test_shutdown.py; 0 in 42
+# without them). Every child here execs a new interpreter, which needs none of those handlers.
+# Only the test process: `python -m tests.reliability.soak` and the benches run as shipped.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
 import pytest
 
 from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
