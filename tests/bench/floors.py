@@ -44,10 +44,13 @@ from pathlib import Path
 from typing import Any
 
 GRPC_KINDS = ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-gateway-shell",
-              "grpc-proxy-httpx",
-              "grpc-proxy-transport", "grpc-proxy-aiohttp", "grpc-stream", "grpc-stream-convert")
+              "grpc-proxy-httpx", "grpc-proxy-transport", "grpc-proxy-aiohttp", "grpc-stream",
+              "grpc-stream-convert")
 REST_KINDS = ("rest-echo", "rest-proxy-httpx", "rest-proxy-aiohttp")
 KINDS = GRPC_KINDS + REST_KINDS
+#: The kinds that answer from memory: no ``--upstream``.
+FROM_MEMORY = ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-gateway-shell",
+               "rest-echo")
 
 
 class _Getter:
@@ -285,8 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", default=defaults.event_loop, choices=tuple(LOOP_FACTORIES),
                         help="event loop; default: the gateway's")
     args = parser.parse_args(argv)
-    if args.kind not in ("grpc-echo", "grpc-echo-read", "grpc-echo-trailers", "grpc-gateway-shell",
-                         "rest-echo") and not args.upstream:
+    if args.kind not in FROM_MEMORY and not args.upstream:
         parser.error(f"{args.kind} needs --upstream")
     body = Path(args.body).read_bytes() if args.body else b""
     if args.kind == "grpc-gateway-shell":
