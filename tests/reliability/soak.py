@@ -4,8 +4,9 @@ emulator + gateway subprocesses, gated on leaks.
     python -m tests.reliability.soak [--seconds 600] [--concurrency 16] [--fault-rate 0.05]
 
 Everything on 127.0.0.1. The traffic runs a warm-up (a tenth of the run, at least 15 s), pauses
-until nothing is in flight to sample the gateway process, runs the rest, and samples again once
-idle. Reports requests, outcomes by status and both samples; exits 1 with one ``FAIL:`` line per
+until nothing is in flight to sample the gateway process, runs the rest while it reads the
+gateway's memory every second, and samples again once idle. Memory is judged on the medians of
+the first and last third of those readings, the rest on the two samples. Reports requests, outcomes by status and both samples; exits 1 with one ``FAIL:`` line per
 reason when a gate in ``soak_gates`` fails (RSS growth of 5 % or more, native heap growth of
 20 % or more, file descriptors, upstream sockets or asyncio tasks left over, upstream requests
 in flight at the end, a call ended UNKNOWN).
@@ -31,7 +32,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
 from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2_grpc as pb_grpc
-from tests.reliability.soak_gates import Sample, failures, heap_growth, rss_growth, settled
+from tests.reliability.soak_gates import (
+    Sample,
+    failures,
+    heap_growth,
+    plateaus,
+    rss_growth,
+    settled,
+)
 
 KEY = "sk-soak"
 #: The gateway's cap on an upstream body in the soak (16 MiB by default): the largest page the
@@ -75,6 +83,9 @@ PATIENCE_SECONDS = 10.0
 PHASE_GRACE = 1.0
 #: The warm-up: a tenth of the run, at least this (the bounded structures fill meanwhile).
 WARMUP_SECONDS = 15.0
+#: Memory readings under traffic after warm-up: every this many seconds, or 30 in all if the
+#: run is shorter.
+READ_EVERY_SECONDS = 1.0
 
 
 def free_port() -> int:
@@ -209,6 +220,15 @@ async def run_phase(stub: pb_grpc.MessagesServiceStub, threads: list[str], until
         counts["CANCELLED at phase end"] += len(late)
 
 
+async def read_memory(proc: psutil.Process, metrics_port: int, every: float,
+                      readings: list[tuple[int, int]]) -> None:
+    """Append (RSS, native heap) every ``every`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        gauges = await asyncio.to_thread(scrape, metrics_port)
+        readings.append((proc.memory_info().rss, int(gauges["gateway_malloc_in_use_bytes"])))
+
+
 async def print_memory(proc: psutil.Process, metrics_port: int, every: float,
                        started: float) -> None:
     """Print the gateway's RSS and native heap every ``every`` seconds (a leak climbs, a bound
@@ -277,7 +297,11 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
             await idle(base, patience)
             warm = await quiet_sample(proc, emu_port, metrics_port, patience,
                                       lambda now: not now.pool)
+            readings: list[tuple[int, int]] = []
+            every_read = max(0.05, min(READ_EVERY_SECONDS, (seconds - warmup) / 30))
+            reader = asyncio.ensure_future(read_memory(proc, metrics_port, every_read, readings))
             await run_phase(stub, threads, started + seconds, counts, concurrency, 1000, mix)
+            reader.cancel()
             in_flight = await idle(base, patience)
             end = await quiet_sample(proc, emu_port, metrics_port, patience,
                                      lambda now: not now.pool and settled(warm, now))
@@ -293,6 +317,11 @@ async def main(seconds: float, concurrency: int, fault_rate: float, mix: str = "
         print(f"upstream in flight at the end: {in_flight}")
         print(f"gateway after warm-up ({warmup:.0f} s): {warm.describe()}")
         print(f"gateway at the end:          {end.describe()}")
+        warm, end = plateaus(warm, end, readings)
+        print(f"memory under traffic, medians of {len(readings) // 3} of {len(readings)} "
+              f"readings: first third RSS {warm.rss / 2**20:.1f} MiB, heap "
+              f"{warm.heap / 2**20:.1f} MiB; last third RSS {end.rss / 2**20:.1f} MiB, heap "
+              f"{end.heap / 2**20:.1f} MiB")
         print(f"RSS growth {rss_growth(warm, end):+.2f} %, native heap growth "
               f"{heap_growth(warm, end):+.2f} %, fds {end.fds - warm.fds:+d}, "
               f"tasks {end.tasks - warm.tasks:+d}")

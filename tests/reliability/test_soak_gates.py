@@ -14,6 +14,7 @@ from tests.reliability.soak_gates import (
     TASK_TOLERANCE,
     Sample,
     failures,
+    plateaus,
     settled,
 )
 
@@ -57,3 +58,20 @@ def test_settled_is_the_fd_and_task_tolerance() -> None:
     assert settled(WARM, dataclasses.replace(WARM, fds=WARM.fds + FD_TOLERANCE, pool=0))
     assert not settled(WARM, dataclasses.replace(WARM, fds=WARM.fds + FD_TOLERANCE + 1))
     assert not settled(WARM, dataclasses.replace(WARM, tasks=WARM.tasks + TASK_TOLERANCE + 1))
+
+
+def test_memory_is_judged_on_the_plateaus_not_on_one_sample() -> None:
+    # A swing: the warm-up sample caught the heap at the bottom, the end one at the top.
+    low = dataclasses.replace(WARM, heap=17 * 2**20)
+    high = dataclasses.replace(WARM, heap=22 * 2**20)
+    assert failures(low, high, in_flight=0, unknown=0, pool_bound=20)
+    swinging = [(WARM.rss, (17 + 5 * (i % 2)) * 2**20) for i in range(30)]
+    warm, end = plateaus(low, high, swinging)
+    assert failures(warm, end, in_flight=0, unknown=0, pool_bound=20) == []
+    # A steady leak of 10 % of RSS a third still fails: the thirds' medians are two thirds apart.
+    leaking = [(int(WARM.rss * (1 + 0.1 * i / 10)), WARM.heap) for i in range(30)]
+    warm, end = plateaus(WARM, WARM, leaking)
+    [reason] = failures(warm, end, in_flight=0, unknown=0, pool_bound=20)
+    assert "RSS grew" in reason
+    # Too few readings to take thirds of: the quiet samples decide.
+    assert plateaus(low, high, swinging[:5]) == (low, high)
