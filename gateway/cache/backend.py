@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.cache.keys import CacheKey
 
@@ -25,8 +25,10 @@ class Entry:
     stored_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):
+    """What a backend found for a key. A named tuple, not a frozen dataclass: one is made on
+    every read, and the dataclass's ``__init__`` took 1.1 µs of it, this 0.3."""
+
     entry: Entry | None
     #: Generation of each of the key's scopes, in order, as seen by this lookup.
     generations: tuple[str, ...] = ()
