@@ -30,7 +30,8 @@ from typing import Any
 
 #: Every suite the project knows, in the order they run.
 SUITES = ["upstream_transport", "gateway_unary", "streaming", "cache", "rest", "auth", "ownership",
-          "workers", "proxy_grpc", "proxy_rest", "proxy_stream", "proxy_memory", "gateway_logic"]
+          "workers", "proxy_grpc", "proxy_rest", "proxy_stream", "proxy_memory", "gateway_logic",
+          "logic_instructions"]
 PACKAGE = __name__
 RESULTS_PATH = Path(__file__).resolve().parents[2] / ".bench" / "results.json"
 

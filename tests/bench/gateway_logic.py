@@ -81,16 +81,49 @@ async def _least(call: Callable[[], Awaitable[None]]) -> float:
     return best / CALLS
 
 
-async def _measure() -> dict[str, float]:
+@dataclasses.dataclass
+class Assembled:
+    """The gateway's per-call stack over the instant transport, and how to call it."""
+
+    handler: Any
+    request: bytes
+    operations: Any
+    admission: Any
+    upstream: Any
+
+    def call(self, metadata: tuple[tuple[str, str], ...] = ()) -> Callable[[], Awaitable[Any]]:
+        async def call() -> Any:
+            context = StandInContext(self.request, metadata)
+            response = await self.handler.stream_unary(None, context)
+            self.handler.response_serializer(response)
+            assert context.trailers, "no trailers: the call did not succeed"
+            return response
+        return call
+
+    def serving(self, operations: Any) -> Assembled:
+        """The same stack (one admission) over other operations (``floors``' constant ones)."""
+        from gateway.pipeline import Pipeline
+        from gateway.rpc.face import SERVICE, GrpcFace
+
+        face = GrpcFace(Pipeline(None, default_timeout=60.0), {SERVICE: operations})
+        handler = self.admission.wrap_all(SERVICE.full_name, face.handlers(SERVICE))["GetMessage"]
+        return dataclasses.replace(self, handler=handler)
+
+    async def close(self) -> None:
+        await self.admission.close()
+        await self.operations.cache.close()
+        await self.upstream.aclose()
+
+
+def assemble() -> Assembled:
+    """Admission, face, pipeline and operations as the server builds them (call in a loop)."""
     from messages_gateway_client.generated.messages_gateway.v1 import messages_pb2 as pb
     from gateway.app import build_idempotency, build_ownership
     from gateway.cache import build_cache
     from gateway.config import Settings
     from gateway.log import configure_logging
     from gateway.operations.messages import MessageOperations
-    from gateway.pipeline import Pipeline
     from gateway.rpc.admission import CallAdmission
-    from gateway.rpc.face import SERVICE, GrpcFace
     from gateway.upstream.pool import UpstreamPool
 
     settings = Settings()
@@ -98,19 +131,13 @@ async def _measure() -> dict[str, float]:
     upstream = UpstreamPool(settings, transport=InstantTransport())
     operations = MessageOperations(upstream, build_idempotency(settings),
                                    build_cache(settings.cache), build_ownership(settings.auth))
-    face = GrpcFace(Pipeline(None, default_timeout=60.0), {SERVICE: operations})
-    admission = CallAdmission(settings.server)
-    handler = admission.wrap_all(SERVICE.full_name, face.handlers(SERVICE))["GetMessage"]
     request = pb.GetMessageRequest(thread_id=THREAD, message_id=MESSAGE).SerializeToString()
+    return Assembled(None, request, operations, CallAdmission(settings.server),
+                     upstream).serving(operations)
 
-    def gateway_call(metadata: tuple[tuple[str, str], ...]) -> Callable[[], Awaitable[None]]:
-        async def call() -> None:
-            context = StandInContext(request, metadata)
-            response = await handler.stream_unary(None, context)
-            handler.response_serializer(response)
-            assert context.trailers, "no trailers: the call did not succeed"
-        return call
 
+async def _measure() -> dict[str, float]:
+    stack = assemble()
     transport = InstantTransport()
     probe = httpx.Request("GET", "http://127.0.0.1/v1/x")
 
@@ -122,14 +149,12 @@ async def _measure() -> dict[str, float]:
 
     try:
         return {
-            "hit": await _least(gateway_call(())),
-            "miss": await _least(gateway_call((("cache-control", "no-cache"),))),
+            "hit": await _least(stack.call()),
+            "miss": await _least(stack.call((("cache-control", "no-cache"),))),
             "transport": await _least(transport_call),
         }
     finally:
-        await admission.close()
-        await operations.cache.close()
-        await upstream.aclose()
+        await stack.close()
 
 
 def _in_thread() -> dict[str, float]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Tool -> Debian package providing it.
-PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk"}
+PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "valgrind": "valgrind"}
 #: Seconds a generator may run beyond its own bound before it is killed.
 GRACE_SECONDS = 30.0
 _apt_updated = False

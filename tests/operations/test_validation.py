@@ -70,7 +70,8 @@ def test_a_refused_get_names_each_field() -> None:
     req = pb.GetMessageRequest(thread_id="a/b", message_id="..")
     with pytest.raises(InvalidArgument) as err:
         check.check_get(req, ())
-    assert {item.field for item in err.value.details.field_violations} == {"thread_id", "message_id"}
+    fields = {item.field for item in err.value.details.field_violations}
+    assert fields == {"thread_id", "message_id"}
 
 
 def test_check_get_file_fast_path_still_checks_the_file_id() -> None:
