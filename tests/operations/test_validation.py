@@ -4,6 +4,8 @@ violations that name its fields."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -79,3 +81,21 @@ def test_check_get_file_fast_path_still_checks_the_file_id() -> None:
     with pytest.raises(InvalidArgument) as err:
         check.check_get_file(req, ())
     assert [item.field for item in err.value.details.field_violations] == ["file_id"]
+
+
+def test_a_huge_id_is_refused_without_being_kept() -> None:
+    # The fast check keeps the ids it has seen; an id of megabytes (gRPC's 4 MiB cap allows it)
+    # must not be kept, or 8,192 of them would hold gigabytes.
+    huge = "a" * (2 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(3):
+            req = pb.GetMessageRequest(thread_id=huge + str(i), message_id="msg_1")
+            with pytest.raises(InvalidArgument):
+                check.check_get(req, ())
+        del req
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1024 * 1024, f"{held} bytes held after refusing three 2 MiB ids"
