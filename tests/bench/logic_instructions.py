@@ -10,8 +10,8 @@ cancelled. Cases: a GetMessage cache hit through the real operations, and the sa
 ``floors``' constant operations (every call answers the prebuilt message at once, marked as a hit
 is: what ``proxy_grpc`` runs as the "gateway shell" floor). Their difference is what the hit's
 operation costs: validation, the cache key and look-up, its counter and headers, the answer's
-decoding. Same figures on every run of the same code and interpreter: use it to tell whether a
-change to that path helps. Instructions are not time: they leave out cache misses and what grpc
+decoding. Runs of the same code agree within ~2 % (hash seeds and addresses vary): use it to
+tell whether a change to that path helps. Instructions are not time: they leave out cache misses and what grpc
 core and the kernel do per call, which ``proxy_grpc`` measures.
 
 ``python -m tests.bench.logic_instructions`` runs it alone; ``--drive {hit,shell} N`` is the
