@@ -134,11 +134,10 @@ class ResponseCache:
             self._looked_up(call, "bypass")
             self._mark(call, "bypass", span=span)
             return await fetch(call)
-        if options.extra_query:  # usually empty
-            merged = {**query, **options.extra_query}
+        extra = options.extra_query  # usually empty
+        if query or extra:
+            merged = {**query, **extra} if extra else query
             key = make_key(call.tenant, operation, path, merged, _scopes(operation, path))
-        elif query:
-            key = make_key(call.tenant, operation, path, query, _scopes(operation, path))
         else:
             key = _plain_key(call.tenant, operation, path)
         try:

@@ -6,10 +6,11 @@ emulator + gateway subprocesses, gated on leaks.
 Everything on 127.0.0.1. The traffic runs a warm-up (a tenth of the run, at least 15 s), pauses
 until nothing is in flight to sample the gateway process, runs the rest while it reads the
 gateway's memory every second, and samples again once idle. Memory is judged on the medians of
-the first and last third of those readings, the rest on the two samples. Reports requests, outcomes by status and both samples; exits 1 with one ``FAIL:`` line per
-reason when a gate in ``soak_gates`` fails (RSS growth of 5 % or more, native heap growth of
-20 % or more, file descriptors, upstream sockets or asyncio tasks left over, upstream requests
-in flight at the end, a call ended UNKNOWN).
+the first and last third of those readings, the rest on the two samples. Reports requests,
+outcomes by status, both samples and both medians; exits 1 with one ``FAIL:`` line per reason
+when a gate in ``soak_gates`` fails (RSS growth of 5 % or more, native heap growth of 20 % or
+more, file descriptors, upstream sockets or asyncio tasks left over, upstream requests in flight
+at the end, a call ended UNKNOWN).
 """
 
 from __future__ import annotations
