@@ -56,7 +56,7 @@ class CallContext:
     authorization: str | None = field(default=None, repr=False)
     #: Allow-listed request headers (or metadata) to pass through to the upstream.
     forward_headers: dict[str, str] = field(default_factory=dict)
-    #: The ids the call is about, for its audit line (bounded and printable).
+    #: The ids the request names, as sent, for its lines (``records`` bounds them there).
     thread_id: str = ""
     message_id: str = ""
     #: An input the face's pass over the headers refused (e.g. a bad timeout); the pipeline

@@ -35,8 +35,8 @@ def open_call(
     """A new context. ``timeout``: the transport's own deadline in seconds (gRPC), if any. An
     ``x-gateway-timeout`` header sets the call's deadline in place of ``default_timeout``; a
     transport deadline that is shorter still wins. ``forward``: allow-listed header names."""
-    ctx = CallContext(method=method, face=face, peer=peer, thread_id=_bounded(thread_id),
-                      message_id=_bounded(message_id))
+    ctx = CallContext(method=method, face=face, peer=peer, thread_id=thread_id,
+                      message_id=message_id)
     seconds = default_timeout if timeout is None else min(timeout, MAX_TIMEOUT_SECONDS)
     idempotency_seen = False
     for key, value in metadata:
@@ -110,10 +110,3 @@ def _timeout(raw: str) -> float | None:
         return None
     return seconds if 0 < seconds <= MAX_TIMEOUT_SECONDS else None  # also None for NaN
 
-
-def _bounded(value: str) -> str:
-    """An id for the audit line: bounded and printable (validation comes later)."""
-    if not value:
-        return ""
-    value = value[:128]
-    return value if value.isprintable() else repr(value)

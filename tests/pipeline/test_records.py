@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import httpx
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import metrics
+from gateway.context import CallContext
+from gateway.pipeline import records
 from gateway.emulator.server import EmulatorServer
 from tests.rest.conftest import new_thread
 
@@ -153,3 +157,30 @@ async def test_an_ndjson_client_gone_while_the_next_page_is_fetched_is_cancelled
     lines = [e for e in logs if e["event"] == "call"]
     assert [(e["code"], e["http_status"]) for e in lines] == [("CANCELLED", 499)] * cuts
     assert not [e for e in logs if e["event"] == "call_unexpected_error"]
+
+
+def _lines_of(ctx: CallContext) -> list[dict[str, object]]:
+    with structlog.testing.capture_logs() as logs:
+        records.finish(ctx, "OK", 200)
+    return [e for e in logs if e["event"] in ("call", "audit")]
+
+
+def test_the_lines_carry_a_request_s_ids_bounded_and_printable() -> None:
+    long_id = "thread_" + "a" * 300  # the request named it; validation comes later
+    ctx = CallContext(method="GetMessage", face="grpc", thread_id=long_id,
+                      message_id="msg_\x1b[2J")
+    lines = _lines_of(ctx)
+    assert len(lines) == 2
+    for line in lines:
+        assert line["thread_id"] == long_id[:records.MAX_LOGGED_ID_CHARS]
+        assert line["message_id"] == repr("msg_\x1b[2J")
+    assert _lines_of(CallContext(method="GetMessage", thread_id="thread_a"))[1][
+        "thread_id"] == "thread_a"
+
+
+@given(st.text(max_size=300))
+def test_any_id_is_logged_cut_and_printable(value: str) -> None:
+    logged = records._bounded(value)
+    assert logged.isprintable()
+    assert logged == value[:records.MAX_LOGGED_ID_CHARS] or logged == repr(
+        value[:records.MAX_LOGGED_ID_CHARS])
