@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from gateway import metrics
 from gateway.context import CallContext
-from gateway.pipeline import records
 from gateway.emulator.server import EmulatorServer
+from gateway.pipeline import records
 from tests.rest.conftest import new_thread
 
 SECRET = "sk-consumer-secret-do-not-log"
